@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make up` and `make test`. Both install what
+# they need and are safe to re-run.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: up test test-quick bench system-deps venv clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+system-deps:
+	@scripts/system-deps.sh
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-quick: $(STAMP) system-deps
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+up: $(STAMP) system-deps
+	$(BIN)/sojourn up
+
+bench: $(STAMP) system-deps
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,113 @@
+"""Finding a browser to launch and the ffmpeg Playwright records video with.
+
+Order for each browser kind: the configured executable, then Playwright's own
+installed build, then (Chromium only) Debian's ``/usr/bin/chromium``. Playwright
+cannot download browsers on machines without internet, so detect, never assume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import playwright
+
+log = logging.getLogger(__name__)
+
+# Measured on these machines (DESIGN.md): without the background-networking
+# flags Chromium keeps dialing out and gets refused; QUIC is off for the same reason.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+
+SYSTEM_CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+@dataclass(frozen=True)
+class BrowserChoice:
+    kind: str
+    executable: str | None  # None: Playwright's own build at its default path
+    source: str  # "configured" | "playwright" | "system"
+
+
+def _browsers_json() -> dict:
+    path = Path(playwright.__file__).parent / "driver" / "package" / "browsers.json"
+    return json.loads(path.read_text())
+
+
+def browsers_path() -> Path:
+    env = os.environ.get("PLAYWRIGHT_BROWSERS_PATH")
+    if env and env != "0":
+        return Path(env)
+    return Path.home() / ".cache" / "ms-playwright"
+
+
+def _revision(name: str) -> str | None:
+    for b in _browsers_json()["browsers"]:
+        if b["name"] == name:
+            return b["revision"]
+    return None
+
+
+def playwright_build(kind: str) -> Path | None:
+    """Playwright's own build of ``kind`` if it is installed here."""
+    rev = _revision(kind)
+    if not rev:
+        return None
+    base = browsers_path() / f"{kind}-{rev}"
+    candidates = {
+        "chromium": [base / "chrome-linux64" / "chrome", base / "chrome-linux" / "chrome"],
+        "firefox": [base / "firefox" / "firefox"],
+    }.get(kind, [])
+    return next((p for p in candidates if p.exists()), None)
+
+
+def find_browser(kind: str, configured: str | None) -> BrowserChoice | None:
+    if configured:
+        if Path(configured).exists() or shutil.which(configured):
+            return BrowserChoice(kind, configured, "configured")
+        log.warning("configured %s executable %s does not exist", kind, configured)
+    if playwright_build(kind):
+        return BrowserChoice(kind, None, "playwright")
+    if kind == "chromium":
+        for path in SYSTEM_CHROMIUM:
+            if Path(path).exists():
+                return BrowserChoice(kind, path, "system")
+    return None
+
+
+def ensure_ffmpeg() -> Path | None:
+    """Link the system ffmpeg where Playwright looks for its own, so video records.
+
+    Returns the path Playwright will use, or None when no ffmpeg exists.
+    """
+    rev = _revision("ffmpeg")
+    if not rev:
+        return None
+    target = browsers_path() / f"ffmpeg-{rev}" / "ffmpeg-linux"
+    if target.exists():
+        return target
+    system = shutil.which("ffmpeg")
+    if not system:
+        return None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink():  # dangling link from an old install
+            target.unlink()
+        target.symlink_to(system)
+    except OSError as exc:
+        log.warning("could not link %s to %s: %s", system, target, exc)
+        return None
+    log.info("video: linked %s -> %s", target, system)
+    return target

@@ -1,0 +1,215 @@
+"""Warm browsers, one fresh context per job.
+
+One browser per kind per event loop, launched on first use. Every job gets
+its own :class:`~playwright.async_api.BrowserContext` (cookies, storage and
+cache never cross jobs), closed when the job ends. After
+``contexts_per_browser`` jobs a browser is retired: new jobs go to a fresh
+launch and the old one closes when its last job ends. A browser that
+disconnects (crash, kill) is replaced on the next job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import weakref
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from playwright.async_api import Browser, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from sojourn.browser.discovery import CHROMIUM_ARGS, BrowserChoice, ensure_ffmpeg, find_browser
+from sojourn.errors import ErrorCode, JobError
+from sojourn.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Launched:
+    browser: Browser
+    kind: str
+    served: int = 0
+    active: int = 0
+    retiring: bool = False
+
+
+@dataclass
+class PoolStats:
+    launches: int = 0
+    contexts_opened: int = 0
+    contexts_open: int = 0
+    crashes: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ContextHandle:
+    """What a job gets: its context and page; after exit, its video file."""
+
+    context: Any
+    page: Any
+    video_dir: Path | None = None
+    trace_path: Path | None = None
+    video_path: Path | None = None
+
+
+class BrowserPool:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._pw: Playwright | None = None
+        self._current: dict[str, _Launched] = {}
+        self._lock = asyncio.Lock()
+        self._tmp = Path(tempfile.mkdtemp(prefix="sojourn-pool-"))
+        self.stats = PoolStats()
+
+    # -------------------------------------------------------------- availability
+    def choice(self, kind: str) -> BrowserChoice | None:
+        configured = self.settings.chromium_executable if kind == "chromium" else self.settings.firefox_executable
+        return find_browser(kind, configured)
+
+    def require(self, kind: str) -> BrowserChoice:
+        choice = self.choice(kind)
+        if choice is None:
+            raise JobError(
+                ErrorCode.BROWSER_UNAVAILABLE,
+                f"no {kind} browser is installed on this worker"
+                + (" (set SOJOURN_FIREFOX_EXECUTABLE to Playwright's Firefox build)" if kind == "firefox" else ""),
+            )
+        return choice
+
+    # -------------------------------------------------------------- browsers
+    async def _playwright(self) -> Playwright:
+        if self._pw is None:
+            self._pw = await async_playwright().start()
+        return self._pw
+
+    async def _launch(self, kind: str) -> _Launched:
+        choice = self.require(kind)
+        pw = await self._playwright()
+        kwargs: dict[str, Any] = {"headless": self.settings.headless}
+        if choice.executable:
+            kwargs["executable_path"] = choice.executable
+        try:
+            if kind == "chromium":
+                browser = await pw.chromium.launch(args=CHROMIUM_ARGS, **kwargs)
+            else:
+                browser = await pw.firefox.launch(**kwargs)
+        except PlaywrightError as exc:
+            raise JobError(ErrorCode.BROWSER_UNAVAILABLE, f"{kind} failed to launch: {str(exc).splitlines()[0]}") from None
+        launched = _Launched(browser, kind)
+        browser.on("disconnected", lambda _b: self._on_disconnect(launched))
+        self.stats.launches += 1
+        self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+        log.info("launched %s %s (%s)", kind, browser.version, choice.source)
+        return launched
+
+    def _on_disconnect(self, launched: _Launched) -> None:
+        if self._current.get(launched.kind) is launched:
+            del self._current[launched.kind]
+            if not launched.retiring:
+                self.stats.crashes += 1
+                log.warning("%s disconnected; the next job relaunches it", launched.kind)
+
+    async def _acquire(self, kind: str) -> _Launched:
+        async with self._lock:
+            cur = self._current.get(kind)
+            if cur is not None and (not cur.browser.is_connected() or cur.served >= self.settings.contexts_per_browser):
+                cur.retiring = True
+                del self._current[kind]
+                if cur.active == 0:
+                    asyncio.ensure_future(_close_quietly(cur.browser))
+                cur = None
+            if cur is None:
+                cur = await self._launch(kind)
+                self._current[kind] = cur
+            cur.served += 1
+            cur.active += 1
+            return cur
+
+    def _release(self, launched: _Launched) -> None:
+        launched.active -= 1
+        if launched.retiring and launched.active == 0:
+            asyncio.ensure_future(_close_quietly(launched.browser))
+
+    # -------------------------------------------------------------- contexts
+    @asynccontextmanager
+    async def context(self, kind: str = "chromium", *, video: bool = False, trace: bool = False, **options: Any) -> AsyncIterator[ContextHandle]:
+        """A fresh context and page for one job, closed (and its video finished) on exit."""
+        launched = await self._acquire(kind)
+        handle = ContextHandle(context=None, page=None)
+        try:
+            if video:
+                if ensure_ffmpeg() is None:
+                    raise JobError(ErrorCode.BROWSER_UNAVAILABLE, "video needs ffmpeg, which is not installed on this worker")
+                handle.video_dir = Path(tempfile.mkdtemp(prefix="video-", dir=self._tmp))
+                options["record_video_dir"] = str(handle.video_dir)
+                if options.get("viewport"):
+                    options["record_video_size"] = options["viewport"]
+            try:
+                handle.context = await launched.browser.new_context(**options)
+                if trace:
+                    await handle.context.tracing.start(screenshots=True, snapshots=True)
+                handle.page = await handle.context.new_page()
+            except PlaywrightError as exc:
+                raise JobError(ErrorCode.BROWSER_ERROR, f"could not open a browser context: {str(exc).splitlines()[0]}") from None
+            self.stats.contexts_opened += 1
+            self.stats.contexts_open += 1
+            try:
+                yield handle
+            finally:
+                self.stats.contexts_open -= 1
+                await self._finish(handle, trace)
+        finally:
+            self._release(launched)
+
+    async def _finish(self, handle: ContextHandle, trace: bool) -> None:
+        ctx = handle.context
+        try:
+            if trace:
+                handle.trace_path = self._tmp / f"trace-{id(handle)}.zip"
+                await ctx.tracing.stop(path=str(handle.trace_path))
+        except PlaywrightError:
+            handle.trace_path = None
+        video = handle.page.video if handle.video_dir and handle.page else None
+        try:
+            await ctx.close()
+        except PlaywrightError:
+            pass
+        if video is not None:
+            try:
+                handle.video_path = Path(await video.path())
+            except PlaywrightError:
+                handle.video_path = None
+
+    async def close(self) -> None:
+        for launched in list(self._current.values()):
+            launched.retiring = True
+            await _close_quietly(launched.browser)
+        self._current.clear()
+        if self._pw is not None:
+            await self._pw.stop()
+            self._pw = None
+
+
+async def _close_quietly(browser: Browser) -> None:
+    try:
+        await browser.close()
+    except PlaywrightError:
+        pass
+
+
+_pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BrowserPool]" = weakref.WeakKeyDictionary()
+
+
+def get_pool() -> BrowserPool:
+    """The pool of the running event loop (Playwright objects belong to one loop)."""
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None:
+        pool = _pools[loop] = BrowserPool()
+    return pool

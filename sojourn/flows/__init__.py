@@ -1,0 +1,5 @@
+"""Prefect flows, one per job kind."""
+
+from sojourn.flows.browse import browse
+
+__all__ = ["browse"]

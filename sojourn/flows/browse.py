@@ -1,0 +1,184 @@
+"""The browse flow: a JobSpec in, a manifest of stored captures out.
+
+Plain Python::
+
+    import asyncio
+    from sojourn.flows import browse
+    manifest = asyncio.run(browse({"steps": [{"url": "http://127.0.0.1:8080/"}],
+                                   "capture": ["screenshot", "pdf"]}))
+
+The flow run id is the job id; captures land under ``jobs/<job id>/`` in the
+artifact store with a ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.tasks import exponential_backoff
+
+from sojourn.blocks.artifact_store import ArtifactStore, Manifest
+from sojourn.browser.pool import get_pool
+from sojourn.browser.session import JobSession
+from sojourn.errors import ErrorCode, JobError
+from sojourn.progress import Progress
+from sojourn.settings import get_settings
+from sojourn.spec import JobSpec
+from sojourn.tasks.capture import capture
+from sojourn.tasks.job import JobRun
+from sojourn.tasks.step import run_step, step_label
+from sojourn.ui import publish_to_ui
+
+
+@flow(name="browse", persist_result=False, log_prints=False)
+async def browse(spec: JobSpec) -> dict[str, Any]:
+    """Visit the spec's pages, run its actions, store its captures; return the manifest."""
+    job_id = str(flow_run.get_id())
+    store = ArtifactStore.from_settings()
+    if spec.cache_ttl:
+        earlier = await cached_job.with_options(
+            cache_key_fn=lambda _ctx, _params: f"sojourn-job-{spec.fingerprint()}",
+            cache_expiration=timedelta(seconds=spec.cache_ttl),
+            result_storage=await store.as_result_storage(),
+            result_serializer="json",
+            persist_result=True,
+        )(job_id, spec)
+        if earlier["job_id"] == job_id:
+            return earlier
+        get_run_logger().info("cache hit: reusing the result of job %s", earlier["job_id"])
+        reused = Manifest.model_validate(earlier)
+        reused.cached_from = reused.cached_from or reused.job_id
+        reused.job_id = job_id
+        await store.write_manifest(reused)
+        return reused.model_dump(mode="json")
+    manifest = await execute(job_id, spec, store)
+    return manifest.model_dump(mode="json")
+
+
+@task(name="job", cache_policy=NO_CACHE)
+async def cached_job(job_id: str, spec: JobSpec) -> dict[str, Any]:
+    """The whole job as one cacheable unit, for ``cache_ttl`` (the flow sets the cache key)."""
+    manifest = await execute(job_id, spec, ArtifactStore.from_settings())
+    return manifest.model_dump(mode="json")
+
+
+async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
+    logger = get_run_logger()
+    settings = get_settings()
+    pool = get_pool()
+    manifest = Manifest(
+        job_id=job_id, status="failed", kind=spec.kind, browser=spec.browser,
+        spec_sha256=spec.fingerprint(), started_at=datetime.now(timezone.utc),
+    )
+    run = JobRun(job_id, spec, store)
+    final_work = 1 if (spec.capture.any or spec.extract) else 0
+    progress = Progress(job_id, total=len(spec.steps) + final_work)
+    step_task = run_step.with_options(
+        retries=spec.retries,
+        retry_delay_seconds=exponential_backoff(spec.retry_delay) if spec.retry_delay else 0,
+    )
+    handle = None
+    try:
+        pool.require(spec.browser)
+        await progress.start(step_label(0, spec.steps[0]) if spec.steps else "Starting")
+        async with asyncio.timeout(spec.effective_timeout):
+            async with pool.context(
+                spec.browser, video=spec.capture.video, trace=spec.capture.trace, **context_options(spec)
+            ) as handle:
+                run.session = JobSession(handle.context, handle.page, step_timeout=settings.default_step_timeout)
+                if spec.cookies:
+                    await handle.context.add_cookies(playwright_cookies(spec))
+                for index, step in enumerate(spec.steps):
+                    if index:
+                        await progress.update(done=index, current=step_label(index, step))
+                    run.steps.append(await step_task(run, index, step))
+                if final_work:
+                    await progress.update(done=len(spec.steps), current="Capturing")
+                    await capture(run)
+        manifest.status = "completed"
+        await progress.update(done=progress.total, current="Done")
+        logger.info("job %s completed: %d artifacts", job_id, len(run.artifacts))
+    except TimeoutError:
+        err = JobError(ErrorCode.TIMEOUT, f"job did not finish within {spec.effective_timeout:g} s")
+        manifest.error = err.to_dict()
+        raise err from None
+    except JobError as exc:
+        manifest.error = exc.to_dict()
+        raise
+    except Exception as exc:
+        err = JobError(ErrorCode.BROWSER_ERROR, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        manifest.error = err.to_dict()
+        raise err from exc
+    finally:
+        await _store_recordings(run, handle)
+        manifest.steps = run.steps
+        manifest.artifacts = run.artifacts
+        manifest.data = run.data
+        session = run.session
+        if session is not None:
+            if spec.capture.alerts:
+                manifest.messages = session.alerts
+            if spec.capture.console:
+                manifest.console = session.console
+        manifest.finished_at = datetime.now(timezone.utc)
+        await store.write_manifest(manifest)
+        await publish_to_ui(manifest)
+    return manifest
+
+
+async def _store_recordings(run: JobRun, handle: Any) -> None:
+    """Video and trace exist only once the context is closed."""
+    if handle is None:
+        return
+    last = len(run.spec.steps) - 1
+    if handle.video_path and handle.video_path.exists():
+        await run.save(kind="video", name="video.webm", data=handle.video_path.read_bytes(), content_type="video/webm", step=last)
+        handle.video_path.unlink(missing_ok=True)
+    if handle.trace_path and handle.trace_path.exists():
+        await run.save(kind="trace", name="trace.zip", data=handle.trace_path.read_bytes(), content_type="application/zip", step=last)
+        handle.trace_path.unlink(missing_ok=True)
+
+
+def context_options(spec: JobSpec) -> dict[str, Any]:
+    opts: dict[str, Any] = {"viewport": {"width": spec.viewport.width, "height": spec.viewport.height}}
+    if spec.user_agent:
+        opts["user_agent"] = spec.user_agent
+    if spec.locale:
+        opts["locale"] = spec.locale
+    if spec.timezone:
+        opts["timezone_id"] = spec.timezone
+    if spec.headers:
+        opts["extra_http_headers"] = spec.headers
+    pdf = spec.capture.pdf_options
+    if pdf is not None and not pdf.js:
+        opts["java_script_enabled"] = False
+    return opts
+
+
+def playwright_cookies(spec: JobSpec) -> list[dict[str, Any]]:
+    """Cookies without a domain or URL belong to the first step's host."""
+    first = spec.steps[0].url if spec.steps else None
+    out = []
+    for c in spec.cookies:
+        cookie: dict[str, Any] = {"name": c.name, "value": c.value, "httpOnly": c.http_only, "secure": c.secure}
+        if c.url:
+            cookie["url"] = c.url
+        elif c.domain:
+            cookie["domain"] = c.domain
+            cookie["path"] = c.path
+        elif first:
+            parts = urlsplit(first)
+            cookie["domain"] = parts.hostname
+            cookie["path"] = c.path
+        if c.expires is not None:
+            cookie["expires"] = c.expires
+        if c.same_site:
+            cookie["sameSite"] = c.same_site
+        out.append(cookie)
+    return out

@@ -1,0 +1,89 @@
+"""Progress a person (Prefect UI) and a client (API) can read while a job runs.
+
+Two places, one writer: a Prefect progress artifact on the flow run (the UI's
+progress bar; its description carries the step counts in a fixed form that
+:func:`parse_progress` reads back) and a ``sojourn.job.progress`` event for
+live streams.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.events import emit_event
+
+log = logging.getLogger(__name__)
+
+_DESC_RE = re.compile(r"^Step (\d+) of (\d+)(?: done)?: (.*)$", re.S)
+
+
+def describe(done: int, total: int, current: str) -> str:
+    return f"Step {done} of {total}: {current}"
+
+
+def parse_progress(description: str | None, percentage: float | None) -> dict[str, Any] | None:
+    """The API's progress object from the artifact the flow keeps up to date."""
+    if not description:
+        return None
+    m = _DESC_RE.match(description)
+    if not m:
+        return None
+    done, total = int(m.group(1)), int(m.group(2))
+    return {
+        "currentStep": m.group(3),
+        "stepsCompleted": done,
+        "totalSteps": total,
+        "percentage": int(round(percentage if percentage is not None else (100 * done / max(total, 1)))),
+    }
+
+
+class Progress:
+    def __init__(self, job_id: str, total: int) -> None:
+        self.job_id = job_id
+        self.total = max(total, 1)
+        self.done = 0
+        self.current = "Starting"
+        self._artifact_id: Any = None
+
+    @property
+    def percentage(self) -> float:
+        return round(100.0 * self.done / self.total, 1)
+
+    async def start(self, current: str) -> None:
+        self.current = current
+        try:
+            self._artifact_id = await acreate_progress_artifact(
+                progress=0.0, key=None, description=describe(0, self.total, current)
+            )
+        except Exception as exc:  # progress is best effort; the job goes on
+            log.warning("could not create progress artifact: %s", exc)
+        self._emit()
+
+    async def update(self, *, done: int | None = None, current: str | None = None) -> None:
+        if done is not None:
+            self.done = min(done, self.total)
+        if current is not None:
+            self.current = current
+        if self._artifact_id is not None:
+            try:
+                await aupdate_progress_artifact(
+                    self._artifact_id, progress=self.percentage, description=describe(self.done, self.total, self.current)
+                )
+            except Exception as exc:
+                log.warning("could not update progress artifact: %s", exc)
+        self._emit()
+
+    def _emit(self) -> None:
+        emit_event(
+            event="sojourn.job.progress",
+            resource={"prefect.resource.id": f"prefect.flow-run.{self.job_id}"},
+            payload={
+                "currentStep": self.current,
+                "stepsCompleted": self.done,
+                "totalSteps": self.total,
+                "percentage": self.percentage,
+            },
+        )

@@ -1,0 +1,66 @@
+"""Every knob Sojourn has, read from the environment (prefix ``SOJOURN_``).
+
+One settings object per process; tests and the CLI may replace it with
+:func:`configure`. Limits that validation enforces live here so an operator
+can raise or lower them without touching code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SOJOURN_", extra="ignore")
+
+    home: Path = Field(default=Path.home() / ".sojourn", description="State folder: database, artifacts, keys.")
+
+    # Artifact store: a local folder by default, or s3://bucket/prefix.
+    artifacts_url: str | None = Field(default=None, description="file path or s3:// URL; default $SOJOURN_HOME/artifacts")
+    s3_endpoint_url: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str | None = None
+
+    # Browsers.
+    chromium_executable: str | None = Field(default=None, description="Chromium to launch; default: Playwright's build, then /usr/bin/chromium")
+    firefox_executable: str | None = Field(default=None, description="Firefox to launch; default: Playwright's build")
+    contexts_per_browser: int = Field(default=200, ge=1, description="Relaunch a browser after this many job contexts")
+    headless: bool = True
+
+    # Job limits (validation).
+    max_steps: int = Field(default=50, ge=1)
+    max_actions_per_step: int = Field(default=100, ge=1)
+    max_job_timeout: float = Field(default=900.0, gt=0, description="seconds")
+    default_job_timeout: float = Field(default=300.0, gt=0, description="seconds")
+    default_step_timeout: float = Field(default=30.0, gt=0, description="seconds, per navigation/action")
+    max_retries: int = Field(default=10, ge=0)
+    max_string_length: int = Field(default=100_000, ge=1)
+
+    # Links shown in the Prefect UI point here.
+    public_url: str = "http://127.0.0.1:8000"
+
+    @property
+    def artifacts_location(self) -> str:
+        return self.artifacts_url or str(self.home / "artifacts")
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process settings, read from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Settings()
+    return _current
+
+
+def configure(**overrides) -> Settings:
+    """Replace the process settings (tests, CLI flags); unset fields still come from the environment."""
+    global _current
+    _current = Settings(**overrides)
+    return _current

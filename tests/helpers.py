@@ -1,0 +1,81 @@
+"""Small helpers the tests share: run a job, read what it stored, inspect media."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from typing import Any
+
+from sojourn.blocks.artifact_store import ArtifactStore, Manifest
+from sojourn.errors import parse_error
+from sojourn.flows import browse
+
+
+async def run_job(spec: dict[str, Any]) -> Manifest:
+    """Run the browse flow; the job must complete."""
+    result = await browse(spec)
+    return Manifest.model_validate(result)
+
+
+async def run_failing_job(spec: dict[str, Any]) -> tuple[Any, dict[str, Any], Manifest | None]:
+    """Run the browse flow expecting failure: (state, {code, message}, stored manifest)."""
+    state = await browse(spec, return_state=True)
+    assert state.is_failed(), f"expected the job to fail, it ended {state.type}"
+    err = parse_error(state.message)
+    assert err, f"no error code in {state.message!r}"
+    job_id = str(state.state_details.flow_run_id)
+    manifest = await ArtifactStore.from_settings().read_manifest(job_id)
+    return state, err, manifest
+
+
+async def artifact_bytes(manifest: Manifest, kind: str) -> bytes:
+    rec = manifest.artifact(kind)
+    assert rec is not None, f"no {kind} in {[a.kind for a in manifest.artifacts]}"
+    return await ArtifactStore.from_settings().read_bytes(rec.path)
+
+
+async def page_json(manifest: Manifest, element_id: str) -> Any:
+    """Parse the JSON an /echo-style page shows in <pre id=...>, from the captured HTML."""
+    from html import unescape
+    import re
+
+    html = (await artifact_bytes(manifest, "html")).decode()
+    m = re.search(rf"<pre id=\"?{element_id}\"?>(.*?)</pre>", html, re.S)
+    assert m, f"no #{element_id} in the captured page"
+    return json.loads(unescape(m.group(1)))
+
+
+def png_image(data: bytes):
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    assert img.format == "PNG"
+    return img
+
+
+def pdf_text(data: bytes) -> str:
+    from pypdf import PdfReader
+
+    assert data.startswith(b"%PDF")
+    reader = PdfReader(io.BytesIO(data))
+    return "\n".join(p.extract_text() for p in reader.pages)
+
+
+def media_duration(data: bytes, tmp_path) -> float:
+    path = tmp_path / "video.webm"
+    path.write_bytes(data)
+    ffprobe = shutil.which("ffprobe")
+    assert ffprobe, "ffprobe is needed to check videos"
+    out = subprocess.run(
+        [ffprobe, "-v", "error", "-count_frames", "-show_entries", "format=duration:stream=nb_read_frames,codec_name",
+         "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    )
+    info = json.loads(out.stdout)
+    duration = float(info.get("format", {}).get("duration") or 0)
+    frames = int(info["streams"][0].get("nb_read_frames") or 0)
+    assert info["streams"][0]["codec_name"] in ("vp8", "vp9")
+    return duration if duration > 0 else frames / 25.0

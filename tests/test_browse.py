@@ -1,0 +1,458 @@
+"""The browse flow against a real Chromium, a real Prefect server and a local site."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.helpers import artifact_bytes, media_duration, pdf_text, png_image, run_failing_job, run_job
+
+pytestmark = pytest.mark.usefixtures("pool")
+
+
+def echo_extract() -> dict:
+    return {"headers": "#headers", "cookies": "#cookies"}
+
+
+# ------------------------------------------------------------------ captures
+
+
+async def test_screenshot_is_a_png_of_the_page(site):
+    m = await run_job({"steps": [{"url": site.url("/")}], "capture": {"screenshot": {"fullPage": False}}, "viewport": {"width": 800, "height": 600}})
+    assert m.status == "completed"
+    shot = m.artifact("screenshot")
+    assert (shot.width, shot.height) == (800, 600)
+    img = png_image(await artifact_bytes(m, "screenshot"))
+    assert img.size == (800, 600)
+    # The page is mostly white with dark heading text: both must be present.
+    colors = img.convert("L").getcolors(maxcolors=1 << 16)
+    assert max(colors)[1] > 240 and min(c for _, c in colors) < 80
+
+
+async def test_full_page_screenshot_covers_the_whole_page(site):
+    m = await run_job({"steps": [{"url": site.url("/long")}], "capture": ["screenshot"], "viewport": {"width": 640, "height": 480}})
+    img = png_image(await artifact_bytes(m, "screenshot"))
+    assert img.size[0] == 640 and img.size[1] > 3000
+
+
+async def test_pdf_holds_the_page_text_and_honours_options(site):
+    m = await run_job({"steps": [{"url": site.url("/pdf")}], "capture": {"pdf": {"format": "A4", "landscape": True, "margin": 20}}})
+    data = await artifact_bytes(m, "pdf")
+    text = pdf_text(data)
+    assert "Printable heading" in text and "quick brown fox" in text
+    from pypdf import PdfReader
+    import io
+
+    box = PdfReader(io.BytesIO(data)).pages[0].mediabox
+    assert float(box.width) > float(box.height)  # landscape A4
+
+
+async def test_pdf_custom_size(site):
+    m = await run_job({"steps": [{"url": site.url("/pdf")}], "capture": {"pdf": {"size": {"width": "4in", "height": "2in"}, "media": "print"}}})
+    from pypdf import PdfReader
+    import io
+
+    box = PdfReader(io.BytesIO(await artifact_bytes(m, "pdf"))).pages[0].mediabox
+    assert round(float(box.width)) == 288 and round(float(box.height)) == 144  # points
+
+
+@pytest.mark.slow
+async def test_video_is_a_webm_with_duration(site, tmp_path):
+    m = await run_job({"steps": [{"url": site.url("/animated"), "actions": ["page.waitForTimeout(1200)"]}], "capture": {"video": True}})
+    data = await artifact_bytes(m, "video")
+    assert data[:4] == b"\x1a\x45\xdf\xa3"  # EBML header
+    assert media_duration(data, tmp_path) > 0.5
+
+
+async def test_text_html_console_and_extract(site):
+    m = await run_job(
+        {
+            "steps": [{"url": site.url("/table")}, {"url": site.url("/console")}],
+            "capture": {"text": True, "html": True, "console": True},
+        }
+    )
+    assert "console" in (await artifact_bytes(m, "text")).decode()
+    assert "<h1>console</h1>" in (await artifact_bytes(m, "html")).decode()
+    assert {"type": "log", "text": "hello from page"} in m.console
+    assert {"type": "warning", "text": "careful"} in m.console
+
+
+async def test_extract_css_xpath_attributes_and_lists(site):
+    m = await run_job(
+        {
+            "steps": [{"url": site.url("/table")}],
+            "extract": {
+                "first_name": ".name",
+                "names": {"selector": ".name", "all": True},
+                "cents": {"selector": "//td[@class='price']", "attribute": "data-cents", "all": True},
+                "links": {"selector": "a.link", "attribute": "href", "all": True},
+                "missing": "#nope",
+                "cell_html": {"selector": "td.name", "attribute": "html"},
+            },
+        }
+    )
+    assert m.data == {
+        "first_name": "Widget",
+        "names": ["Widget", "Gadget"],
+        "cents": ["1999", "2999"],
+        "links": ["/a", "/b"],
+        "missing": None,
+        "cell_html": "Widget",
+    }
+    stored = json.loads(await artifact_bytes(m, "extract"))
+    assert stored == m.data
+
+
+async def test_manifest_describes_every_artifact(site, store):
+    m = await run_job({"steps": [{"url": site.url("/")}], "capture": ["screenshot", "text"]})
+    again = await store.read_manifest(m.job_id)
+    assert again == m
+    import hashlib
+
+    for a in m.artifacts:
+        data = await store.read_bytes(a.path)
+        assert a.size == len(data) and a.sha256 == hashlib.sha256(data).hexdigest()
+        assert a.path.startswith(f"jobs/{m.job_id}/")
+    assert m.steps[0].title == "Home" and m.steps[0].status == 200
+
+
+# ------------------------------------------------------------------ cookies and headers
+
+
+async def test_cookies_reach_the_server(site):
+    tag = uuid.uuid4().hex
+    m = await run_job(
+        {
+            "steps": [{"url": site.url(f"/echo?t={tag}")}],
+            "cookies": [
+                {"name": "plain", "value": "v1"},
+                {"name": "scoped", "value": "v2", "domain": "127.0.0.1", "path": "/echo", "httpOnly": True},
+                {"name": "elsewhere", "value": "v3", "domain": "127.0.0.1", "path": "/other"},
+            ],
+            "extract": echo_extract(),
+        }
+    )
+    cookies = json.loads(m.data["cookies"])
+    assert cookies == {"plain": "v1", "scoped": "v2"}
+    hit = [h for h in site.state.requests_to("/echo") if h.query.get("t") == [tag]][0]
+    assert hit.cookies == {"plain": "v1", "scoped": "v2"}
+
+
+async def test_samesite_cookies_follow_the_browser_rules(site):
+    """Strict and Lax cookies stay home when another site frames the page."""
+    tag = uuid.uuid4().hex
+    framed = site.url(f"/echo?t={tag}")
+    await run_job(
+        {
+            "steps": [{"url": site.url(f"/cross-site?frame={framed}", host="localhost"), "actions": ["page.waitForTimeout(300)"]}],
+            "cookies": [
+                {"name": "strict", "value": "s", "domain": "127.0.0.1", "sameSite": "Strict"},
+                {"name": "lax", "value": "l", "domain": "127.0.0.1", "sameSite": "Lax"},
+                {"name": "unset", "value": "u", "domain": "127.0.0.1"},
+            ],
+        }
+    )
+    hit = [h for h in site.state.requests_to("/echo") if h.query.get("t") == [tag]][0]
+    assert "strict" not in hit.cookies and "lax" not in hit.cookies
+
+    tag2 = uuid.uuid4().hex
+    await run_job(
+        {
+            "steps": [{"url": site.url(f"/echo?t={tag2}")}],
+            "cookies": [
+                {"name": "strict", "value": "s", "domain": "127.0.0.1", "sameSite": "Strict"},
+                {"name": "lax", "value": "l", "domain": "127.0.0.1", "sameSite": "Lax"},
+            ],
+        }
+    )
+    direct = [h for h in site.state.requests_to("/echo") if h.query.get("t") == [tag2]][0]
+    assert direct.cookies == {"strict": "s", "lax": "l"}
+
+
+async def test_extra_headers_from_spec_page_and_context_reach_the_server(site):
+    tag = uuid.uuid4().hex
+    await run_job(
+        {
+            "steps": [
+                {
+                    "url": site.url(f"/echo?t={tag}"),
+                    "actions": [
+                        "page.setExtraHTTPHeaders({'X-Page': 'from-page'})",
+                        "context.setExtraHTTPHeaders({'X-Context': 'from-context'});",
+                    ],
+                }
+            ],
+            "headers": {"X-Spec": "from-spec"},
+            "userAgent": "SojournTest/1.0",
+        }
+    )
+    hit = [h for h in site.state.requests_to("/echo") if h.query.get("t") == [tag]][0]
+    assert hit.headers["x-page"] == "from-page"
+    assert hit.headers["x-context"] == "from-context"
+    assert hit.headers["user-agent"] == "SojournTest/1.0"
+
+
+async def test_steps_share_one_session(site):
+    tag = uuid.uuid4().hex
+    m = await run_job(
+        {
+            "steps": [
+                {"url": site.url(f"/set-cookie?name=visit&value={tag}")},
+                {"url": site.url("/echo")},
+            ],
+            "extract": echo_extract(),
+        }
+    )
+    assert json.loads(m.data["cookies"]) == {"visit": tag}
+    assert [s.index for s in m.steps] == [0, 1]
+
+
+async def test_jobs_never_share_a_context(site):
+    tag = uuid.uuid4().hex
+    await run_job({"steps": [{"url": site.url(f"/set-cookie?name=leak&value={tag}")}]})
+    m = await run_job({"steps": [{"url": site.url("/echo")}], "extract": echo_extract()})
+    assert "leak" not in json.loads(m.data["cookies"])
+
+
+# ------------------------------------------------------------------ actions
+
+
+async def test_clicks_by_every_locator_kind(site):
+    async def out_after(action: str) -> str:
+        m = await run_job({"steps": [{"url": site.url("/buttons"), "actions": [action]}], "extract": {"out": "#out"}})
+        return m.data["out"]
+
+    assert await out_after("page.click('#one')") == "one"
+    assert await out_after("await page.locator('#two').click();") == "two"
+    assert await out_after('page.getByRole("button", { name: "Second button" }).click()') == "two"
+    assert await out_after("page.get_by_role('button', name='One').click()") == "one"
+    assert await out_after("page.getByText('One', {exact: true}).click()") == "one"
+    assert await out_after("page.getByTestId('tid').click()") == "by test id"
+    assert await out_after("page.dblclick('#dbl')") == "double"
+    assert await out_after("page.hover('#hov')") == "hovered"
+    assert await out_after('{"click": "#two"}') == "two"  # a structured action sent as a JSON string
+    assert await out_after("page.locator('button').filter({hasText: 'Two'}).click()") == "two"
+
+
+async def test_structured_actions(site):
+    m = await run_job(
+        {
+            "steps": [
+                {
+                    "url": site.url("/form"),
+                    "actions": [
+                        {"fill": ["#q", "structured"]},
+                        {"selectOption": ["#color", "blue"]},
+                        {"check": "#agree"},
+                        {"click": ["#go", {"timeout": 5000}]},
+                    ],
+                }
+            ],
+            "extract": {"query": "#query"},
+        }
+    )
+    assert json.loads(m.data["query"]) == {"agree": ["yes"], "color": ["blue"], "q": ["structured"]}
+
+
+async def test_form_actions_fill_type_press_select_check(site):
+    m = await run_job(
+        {
+            "steps": [
+                {
+                    "url": site.url("/form"),
+                    "actions": [
+                        "page.getByLabel('Search').fill('flights')",
+                        "page.type('#typed', 'ab')",
+                        "page.press('#typed', 'Tab')",
+                        "page.selectOption('#color', 'blue')",
+                        "page.check('#agree')",
+                        "page.evaluate(() => document.getElementById('keys').dataset.seen = document.getElementById('keys').textContent)",
+                        "page.getByPlaceholder('Type here').press('Enter')",
+                        "page.waitForURL('**/submitted**')",
+                        "page.waitForLoadState('domcontentloaded')",
+                    ],
+                }
+            ],
+            "extract": {"query": "#query"},
+        }
+    )
+    query = json.loads(m.data["query"])
+    assert query == {"q": ["flights"], "typed": ["ab"], "color": ["blue"], "agree": ["yes"]}
+    assert m.steps[0].final_url.startswith(site.url("/submitted"))
+
+
+async def test_keyboard_mouse_and_waits(site):
+    m = await run_job(
+        {
+            "steps": [
+                {
+                    "url": site.url("/form"),
+                    "actions": [
+                        "page.focus('#typed')",
+                        "page.keyboard.type('xy')",
+                        "page.keyboard.press('Enter')",
+                        "page.waitForSelector('#query', {timeout: 5000})",
+                    ],
+                },
+                {
+                    "url": site.url("/buttons"),
+                    "actions": ["page.mouse.click(5, 5)", "page.waitForTimeout(50)", "page.waitForFunction('document.readyState === \"complete\"')"],
+                },
+            ],
+            "extract": {"title": "h1"},
+        }
+    )
+    assert m.data["title"] == "Buttons"
+
+
+async def test_evaluate_runs_in_the_page_not_on_the_host(site):
+    m = await run_job(
+        {
+            "steps": [
+                {
+                    "url": site.url("/"),
+                    "actions": [
+                        "page.evaluate('document.querySelector(\"h1\").textContent = typeof require + \"/\" + typeof process')",
+                    ],
+                }
+            ],
+            "extract": {"h1": "h1"},
+        }
+    )
+    assert m.data["h1"] == "undefined/undefined"
+
+
+async def test_dialogs_accept_dismiss_and_prompt_text(site):
+    async def result(actions: list) -> str:
+        m = await run_job({"steps": [{"url": site.url("/dialogs"), "actions": actions}], "extract": {"r": "#result"}})
+        return m.data["r"]
+
+    assert await result(["page.on('dialog', d => d.accept())", "page.click('#confirm')"]) == "confirmed"
+    assert await result(["page.on('dialog', dialog => dialog.dismiss())", "page.click('#confirm')"]) == "declined"
+    assert await result(["page.click('#confirm')"]) == "declined"  # unanswered dialogs are dismissed
+    assert await result(["page.on('dialog', async d => { await d.accept('Ada'); })", "page.click('#prompt')"]) == "prompted:Ada"
+    assert await result(["page.on('dialog', lambda d: d.accept('Bob'))", "page.click('#prompt')"]) == "prompted:Bob"
+    assert await result([{"dialog": {"accept": "Cy"}}, "page.click('#prompt')"]) == "prompted:Cy"
+
+
+async def test_alerts_are_read_from_the_page_and_popups(site):
+    m = await run_job(
+        {
+            "steps": [
+                {"url": site.url("/dialogs"), "actions": ["page.click('#alert')"]},
+                {"url": site.url("/popup"), "actions": ["page.click('#open')", "page.waitForTimeout(500)"]},
+            ],
+            "capture": {"alerts": True},
+        }
+    )
+    assert m.messages == ["alert says hi", "loaded alert"]
+
+
+async def test_redirects_and_anchors(site):
+    m = await run_job(
+        {
+            "steps": [
+                {"url": site.url("/redirect?to=/buttons")},
+                {"url": site.url("/"), "actions": ["page.click('#to-echo')"]},
+            ]
+        }
+    )
+    assert m.steps[0].final_url == site.url("/buttons")
+    assert m.steps[1].final_url == site.url("/echo")
+
+
+async def test_goto_inside_actions(site):
+    m = await run_job({"steps": [{"url": site.url("/"), "actions": [f"page.goto('{site.url('/table')}')"]}], "extract": {"n": ".name"}})
+    assert m.data["n"] == "Widget"
+
+
+# ------------------------------------------------------------------ failures, retries, timeouts
+
+
+async def test_a_failing_action_names_the_step_and_action(site):
+    state, err, manifest = await run_failing_job(
+        {"steps": [{"url": site.url("/buttons"), "actions": ["page.click('#missing', {timeout: 300})"], "timeout": 5}]}
+    )
+    assert err["code"] == "TIMEOUT"
+    assert "page.click('#missing'" in err["message"]
+    assert manifest.error["details"] == {"step": 0, "action": "page.click('#missing', {timeout: 300})"}
+    assert manifest.status == "failed"
+
+
+async def test_navigation_failure_has_its_code(site):
+    _, err, manifest = await run_failing_job({"steps": [{"url": f"http://127.0.0.1:{_closed_port()}/"}]})
+    assert err["code"] == "NAVIGATION_FAILED"
+    assert "ERR_CONNECTION_REFUSED" in err["message"]
+
+
+async def test_a_step_that_fails_twice_succeeds_under_retries(site):
+    key = uuid.uuid4().hex
+    step = {"url": site.url(f"/flaky?key={key}&fail=2"), "actions": ["page.waitForSelector('#attempt', {timeout: 500})"]}
+    m = await run_job({"steps": [step], "retries": 2, "retryDelay": 0.1, "extract": {"n": "#attempt"}})
+    assert m.data["n"] == "3"
+    assert site.state.counters[key] == 3
+    assert m.steps[0].status == 200
+
+
+async def test_without_retries_the_flaky_step_fails(site):
+    key = uuid.uuid4().hex
+    step = {"url": site.url(f"/flaky?key={key}&fail=1"), "actions": ["page.waitForSelector('#attempt', {timeout: 500})"]}
+    _, err, manifest = await run_failing_job({"steps": [step]})
+    assert err["code"] == "TIMEOUT" and "#attempt" in err["message"]
+    assert site.state.counters[key] == 1
+    assert manifest.error["details"]["step"] == 0
+
+
+@pytest.mark.slow
+async def test_job_timeout(site):
+    _, err, manifest = await run_failing_job({"steps": [{"url": site.url("/never?s=20")}], "timeout": 2})
+    assert err["code"] == "TIMEOUT"
+    assert manifest.error["code"] == "TIMEOUT"
+
+
+async def test_step_navigation_timeout(site):
+    _, err, _ = await run_failing_job({"steps": [{"url": site.url("/never?s=10"), "timeout": 0.5}]})
+    assert err["code"] == "TIMEOUT"
+
+
+async def test_firefox_is_refused_when_not_installed(site, pool):
+    if pool.choice("firefox") is not None:
+        pytest.skip("a Firefox is installed on this machine")
+    before = pool.stats.contexts_opened
+    _, err, _ = await run_failing_job({"browser": "FIREFOX", "steps": [{"url": site.url("/")}]})
+    assert err["code"] == "BROWSER_UNAVAILABLE"
+    assert pool.stats.contexts_opened == before  # never fell back to Chromium
+
+
+# ------------------------------------------------------------------ cache
+
+
+async def test_cache_hit_opens_no_browser(site, pool):
+    spec = {"steps": [{"url": site.url(f"/?c={uuid.uuid4().hex}")}], "capture": ["screenshot"], "cacheTtl": 60}
+    first = await run_job(spec)
+    opened = pool.stats.contexts_opened
+    second = await run_job(spec)
+    assert pool.stats.contexts_opened == opened
+    assert second.cached_from == first.job_id and second.job_id != first.job_id
+    assert second.artifact("screenshot").sha256 == first.artifact("screenshot").sha256
+    # a different spec is not a hit
+    third = await run_job({**spec, "capture": ["text"]})
+    assert third.cached_from is None and pool.stats.contexts_opened == opened + 1
+
+
+async def test_without_cache_ttl_nothing_is_cached(site, pool):
+    spec = {"steps": [{"url": site.url(f"/?n={uuid.uuid4().hex}")}]}
+    await run_job(spec)
+    opened = pool.stats.contexts_opened
+    m = await run_job(spec)
+    assert m.cached_from is None and pool.stats.contexts_opened == opened + 1
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -250,18 +250,40 @@ class JobSpec(_Model):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
+_SCALAR_TAGS = {"bool", "str", "int", "float", "none", "list", "dict"}
+
+
+def _is_union_tag(part: str) -> bool:
+    """Pydantic names the union member an error came from in ``loc``; users don't need it."""
+    return part in _SCALAR_TAGS or part in _MODEL_NAMES or part.startswith("function-") or "[" in part
+
+
 def spec_errors(exc: ValidationError) -> list[dict[str, str]]:
-    """Pydantic errors as ``[{field, message}]`` with dotted paths (``steps.0.actions.2``)."""
-    out = []
+    """Pydantic errors as ``[{field, message}]`` with dotted paths (``steps.0.actions.2``).
+
+    Where a field accepts ``true`` or an options object, a bad object reports
+    the object's errors, not also "should be a boolean".
+    """
+    found: list[tuple[str, str, bool]] = []
     for err in exc.errors(include_url=False):
-        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "str", "dict["))]
+        parts = [str(p) for p in err["loc"]]
+        scalar_branch = bool(parts) and parts[-1] in _SCALAR_TAGS
+        field = ".".join(p for p in parts if not _is_union_tag(p))
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        field = ".".join(loc)
         # Model-level checks name their field in the message ("steps: ...").
         m = re.match(r"^([a-zA-Z_.]+): (.*)", msg, re.S)
         if m and not field:
             field, msg = m.group(1), m.group(2)
-        out.append({"field": field or "body", "message": msg})
+        found.append((field or "body", msg, scalar_branch))
+    detailed = {f for f, _, scalar in found if not scalar}
+    out = []
+    for field, msg, scalar in found:
+        if scalar and any(d == field or d.startswith(field + ".") for d in detailed):
+            continue
+        out.append({"field": field, "message": msg})
     return out
+
+
+_MODEL_NAMES = {c.__name__ for c in list(globals().values()) if isinstance(c, type) and issubclass(c, BaseModel)}

@@ -371,6 +371,8 @@ class _Parser:
                 self.pos = save
             if kwargs:
                 raise self.fail("positional argument after keyword argument")
+            if method in ("on", "once") and index == 1 and args and args[0] not in DIALOG_EVENTS:
+                raise self.fail(f"only 'dialog' handlers are allowed, not {args[0]!r}")
             args.append(self.argument(method, index))
             first = False
         self.expect(")")
@@ -398,10 +400,14 @@ class _Parser:
                 return self.obj()
             if c == "[":
                 return self.array()
+            if self.at("..."):
+                raise self.fail("spread syntax is not allowed")
             if c == "-" or c == "+" or c.isdigit() or c == ".":
                 return self.number()
             if c == "/":
                 raise self.fail("regular expressions are not allowed; use a string")
+            if c == "(":
+                raise self.fail("functions are only allowed as dialog handlers and page scripts")
             if c and _IDENT_START.match(c):
                 word = self.peek_word() or ""
                 if word in _LITERAL_WORDS:
@@ -409,7 +415,8 @@ class _Parser:
                     return _LITERAL_WORDS[word]
                 if word in _FORBIDDEN_WORDS:
                     raise self.fail(f"`{word}` is not allowed in an action")
-                if word in ("lambda", "async"):
+                after = self.src[self.pos + len(word) :].lstrip()
+                if word in ("lambda", "async") or after.startswith("=>"):
                     raise self.fail("functions are only allowed as dialog handlers and page scripts")
                 raise self.fail(f"`{word}` is not a literal; arguments must be strings, numbers, booleans, arrays or objects")
             if not c:

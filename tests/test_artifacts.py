@@ -1,0 +1,145 @@
+"""Artifact storage (local and S3 through moto's S3 server), progress, and what the Prefect UI shows."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from sojourn import settings as settings_mod
+from sojourn.blocks.artifact_store import ArtifactStore
+from tests.helpers import png_image, run_job
+
+pytestmark = pytest.mark.usefixtures("pool")
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3 server mode speaks the S3 wire protocol (what s3fs's own tests use)."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.conftest import _free_port
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def s3_settings(s3_server, monkeypatch):
+    import boto3
+
+    bucket = f"sojourn-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1").create_bucket(Bucket=bucket)
+    old = settings_mod.get_settings()
+    new = settings_mod.configure(
+        home=old.home,
+        artifacts_url=f"s3://{bucket}/sojourn",
+        s3_endpoint_url=s3_server,
+        s3_access_key="test",
+        s3_secret_key="test",
+        s3_region="us-east-1",
+    )
+    yield new, bucket
+    settings_mod._current = old
+
+
+async def test_jobs_store_their_captures_on_s3(site, s3_settings):
+    settings, bucket = s3_settings
+    m = await run_job({"steps": [{"url": site.url("/")}], "capture": ["screenshot", "text"]})
+    store = ArtifactStore.from_settings()
+    assert store.is_remote
+    # Read back through a separate S3 client: the objects are really in the bucket.
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"sojourn/jobs/{m.job_id}/")["Contents"]}
+    assert keys == {f"sojourn/jobs/{m.job_id}/{n}" for n in ("manifest.json", "screenshot.png", "page.txt")}
+    png = s3.get_object(Bucket=bucket, Key=f"sojourn/jobs/{m.job_id}/screenshot.png")["Body"].read()
+    assert png_image(png).size == (1280, 720)
+    assert (await store.read_manifest(m.job_id)) == m
+
+
+async def test_cache_results_live_in_the_s3_store(site, s3_settings, pool):
+    _, bucket = s3_settings
+    spec = {"steps": [{"url": site.url(f"/?s3cache={uuid.uuid4().hex}")}], "cacheTtl": 60}
+    first = await run_job(spec)
+    opened = pool.stats.contexts_opened
+    second = await run_job(spec)
+    assert second.cached_from == first.job_id and pool.stats.contexts_opened == opened
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_settings[0].s3_endpoint_url, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="sojourn/cache/")["KeyCount"] >= 1
+
+
+async def test_local_store_layout(site, tmp_home):
+    m = await run_job({"steps": [{"url": site.url("/")}], "capture": ["screenshot"]})
+    folder = tmp_home / "artifacts" / "jobs" / m.job_id
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "screenshot.png"]
+
+
+def test_store_refuses_paths_outside_a_job() -> None:
+    with pytest.raises(ValueError):
+        ArtifactStore.job_path("../../etc", "passwd")
+    with pytest.raises(ValueError):
+        ArtifactStore.job_path("abc", "../x")
+
+
+# ------------------------------------------------------------------ Prefect: progress and UI
+
+
+async def _flow_run_artifacts(flow_run_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async with get_client() as client:
+        return await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+
+
+async def test_progress_is_readable_while_the_job_runs(site):
+    from prefect import tags
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    from sojourn.flows import browse
+    from sojourn.progress import parse_progress
+
+    tag = f"t-{uuid.uuid4().hex[:8]}"
+    spec = {
+        "steps": [
+            {"url": site.url("/"), "name": "Opening home"},
+            {"url": site.url("/buttons"), "name": "Waiting on buttons", "actions": ["page.waitForTimeout(2500)"]},
+        ],
+        "capture": ["screenshot"],
+    }
+    with tags(tag):
+        job = asyncio.ensure_future(browse(spec))
+    seen = None
+    async with get_client() as client:
+        for _ in range(100):
+            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
+            if runs:
+                progress = [a for a in await _flow_run_artifacts(runs[0].id) if a.type == "progress"]
+                if progress:
+                    seen = parse_progress(progress[0].description, float(progress[0].data))
+                    if seen and seen["currentStep"] == "Waiting on buttons":
+                        break
+            await asyncio.sleep(0.1)
+    assert not job.done(), "the job finished before its progress was read"
+    assert seen == {"currentStep": "Waiting on buttons", "stepsCompleted": 1, "totalSteps": 3, "percentage": 33}
+    await job
+    progress = [a for a in await _flow_run_artifacts(runs[0].id) if a.type == "progress"][0]
+    assert parse_progress(progress.description, float(progress.data)) == {"currentStep": "Done", "stepsCompleted": 3, "totalSteps": 3, "percentage": 100}
+
+
+async def test_prefect_ui_shows_the_captures(site):
+    m = await run_job({"steps": [{"url": site.url("/")}], "capture": ["screenshot", "pdf"]})
+    arts = await _flow_run_artifacts(uuid.UUID(m.job_id))
+    markdown = [a for a in arts if a.type == "markdown"]
+    images = [a for a in arts if a.type == "image"]
+    assert markdown and "screenshot.png" in markdown[0].data and "page.pdf" in markdown[0].data
+    assert images and images[0].data.endswith(f"/jobs/{m.job_id}/artifacts/screenshot.png")

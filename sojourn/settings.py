@@ -43,6 +43,26 @@ class Settings(BaseSettings):
     # Links shown in the Prefect UI point here.
     public_url: str = "http://127.0.0.1:8000"
 
+    # Runtime.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    prefect_api_url: str | None = Field(default=None, description="use this Prefect server instead of starting one")
+    prefect_port: int = Field(default=4200, description="port of the Prefect server `sojourn up` starts")
+    database_url: str | None = Field(default=None, description="facade database; default SQLite under SOJOURN_HOME")
+    admin_key: SecretStr | None = Field(default=None, description="bootstrap admin key; generated and stored under SOJOURN_HOME when unset")
+    work_pool: str = "browsers"
+    max_concurrency: int = Field(default=4, ge=1, description="jobs running at once across the pool")
+    worker_limit: int | None = Field(default=None, ge=1, description="jobs one worker runs at once (default: max_concurrency)")
+    worker_heartbeat_seconds: int = Field(default=5, ge=1)
+    worker_poll_seconds: float = Field(default=5.0, gt=0, description="fallback poll when no event arrives")
+    worker_shutdown_grace: float = Field(default=30.0, ge=0, description="seconds in-flight jobs get to finish on shutdown")
+    crash_after_seconds: float = Field(default=20.0, gt=0, description="a job whose worker sent no heartbeat for this long is crashed")
+    sync_wait_seconds: float = Field(default=120.0, gt=0, description="longest a sync request waits for its job")
+
+    @property
+    def database_location(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'sojourn.db'}"
+
     @property
     def artifacts_location(self) -> str:
         return self.artifacts_url or str(self.home / "artifacts")

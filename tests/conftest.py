@@ -102,3 +102,80 @@ def store():
     from sojourn.blocks.artifact_store import ArtifactStore
 
     return ArtifactStore.from_settings()
+
+
+# ------------------------------------------------------------------ the running stack
+
+
+class Stack:
+    """The API and one sojourn worker as real processes, against the session's Prefect server."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.api_port = _free_port()
+        self.admin_key = "sj_test_admin_" + os.urandom(8).hex()
+        self.env = os.environ.copy()
+        self.env.update(
+            {
+                "SOJOURN_API_PORT": str(self.api_port),
+                "SOJOURN_ADMIN_KEY": self.admin_key,
+                "SOJOURN_MAX_CONCURRENCY": "4",
+                "SOJOURN_WORKER_HEARTBEAT_SECONDS": "2",
+                "SOJOURN_CRASH_AFTER_SECONDS": "8",
+                "SOJOURN_WORKER_SHUTDOWN_GRACE": "5",
+                "PREFECT_LOGGING_LEVEL": "INFO",
+            }
+        )
+        self.base = f"http://127.0.0.1:{self.api_port}"
+        self.api: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None
+        self._n = 0
+
+    def _spawn(self, what: str) -> subprocess.Popen:
+        self._n += 1
+        log = open(self.tmp / f"{what}-{self._n}.log", "wb")
+        return subprocess.Popen([sys.executable, "-m", "sojourn.cli", what], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def start_api(self) -> None:
+        self.api = self._spawn("api")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.api.poll() is not None:
+                raise RuntimeError(f"API exited: see {self.tmp}")
+            try:
+                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("API did not start")
+
+    def start_worker(self) -> None:
+        self.worker = self._spawn("worker")
+
+    def kill_worker(self) -> None:
+        assert self.worker is not None
+        self.worker.kill()
+        self.worker.wait()
+
+    def stop(self) -> None:
+        for p in (self.worker, self.api):
+            if p is not None and p.poll() is None:
+                p.terminate()
+        for p in (self.worker, self.api):
+            if p is not None:
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.base, headers={"X-API-Key": key or self.admin_key}, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def stack(prefect_server):
+    s = Stack(_TMP)
+    s.start_api()  # bootstraps the pool and deployments
+    s.start_worker()
+    yield s
+    s.stop()

@@ -3,6 +3,7 @@
 Plain Python::
 
     import asyncio
+import hashlib
     from sojourn.flows import browse
     manifest = asyncio.run(browse({"steps": [{"url": "http://127.0.0.1:8080/"}],
                                    "capture": ["screenshot", "pdf"]}))
@@ -14,6 +15,7 @@ artifact store with a ``manifest.json``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,8 +23,10 @@ from urllib.parse import urlsplit
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 from prefect.tasks import exponential_backoff
 
+from sojourn import cancellation
 from sojourn.blocks.artifact_store import ArtifactStore, Manifest
 from sojourn.browser.pool import get_pool
 from sojourn.browser.session import JobSession
@@ -37,13 +41,14 @@ from sojourn.ui import publish_to_ui
 
 
 @flow(name="browse", persist_result=False, log_prints=False)
-async def browse(spec: JobSpec) -> dict[str, Any]:
+async def browse(spec: JobSpec) -> Any:
     """Visit the spec's pages, run its actions, store its captures; return the manifest."""
     job_id = str(flow_run.get_id())
     store = ArtifactStore.from_settings()
     if spec.cache_ttl:
         earlier = await cached_job.with_options(
-            cache_key_fn=lambda _ctx, _params: f"sojourn-job-{spec.fingerprint()}",
+            # Per owner: a cached result never crosses tenants.
+            cache_key_fn=lambda _ctx, _params: f"sojourn-job-{_owner()}-{spec.fingerprint()}",
             cache_expiration=timedelta(seconds=spec.cache_ttl),
             result_storage=await store.as_result_storage(),
             result_serializer="json",
@@ -57,8 +62,22 @@ async def browse(spec: JobSpec) -> dict[str, Any]:
         reused.job_id = job_id
         await store.write_manifest(reused)
         return reused.model_dump(mode="json")
-    manifest = await execute(job_id, spec, store)
+    body = asyncio.ensure_future(execute(job_id, spec, store))
+    cancellation.register(job_id, body)
+    try:
+        manifest = await body
+    except asyncio.CancelledError:
+        if cancellation.was_requested(job_id):
+            return Cancelled(message="Cancelled by request.")
+        raise
+    finally:
+        cancellation.unregister(job_id)
     return manifest.model_dump(mode="json")
+
+
+def _owner() -> str:
+    owners = sorted(t[len("owner:") :] for t in (flow_run.get_tags() or []) if t.startswith("owner:"))
+    return hashlib.sha256(",".join(owners).encode()).hexdigest()[:16]
 
 
 @task(name="job", cache_policy=NO_CACHE)
@@ -104,6 +123,9 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
         manifest.status = "completed"
         await progress.update(done=progress.total, current="Done")
         logger.info("job %s completed: %d artifacts", job_id, len(run.artifacts))
+    except asyncio.CancelledError:
+        manifest.status = "cancelled"
+        raise
     except TimeoutError:
         err = JobError(ErrorCode.TIMEOUT, f"job did not finish within {spec.effective_timeout:g} s")
         manifest.error = err.to_dict()

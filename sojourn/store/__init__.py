@@ -1,0 +1,1 @@
+"""Facade-owned records (keys, principals, ...): see models.py."""

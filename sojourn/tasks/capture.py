@@ -20,7 +20,7 @@ from sojourn.spec import ExtractRule, PdfOptions
 from sojourn.tasks.job import JobRun
 
 
-@task(name="capture", cache_policy=NO_CACHE)
+@task(name="capture", cache_policy=NO_CACHE, task_run_name="capture")
 async def capture(run: JobRun) -> None:
     logger = get_run_logger()
     spec, session = run.spec, run.session

@@ -1,0 +1,319 @@
+"""JobService: the one place dialects call. Prefect owns job state; this reads it back.
+
+A job is a flow run of a Sojourn deployment: its id is the flow run id, its
+owner, dialect and priority are tags on the run, its outputs are in the
+artifact store under ``jobs/<id>/``. Nothing here is copied into our own
+database, so there is nothing to keep in sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterType,
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort, LogSort
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelled, Cancelling, Scheduled
+
+from sojourn.api.auth import Principal
+from sojourn.api.errors import ApiError
+from sojourn.api.events import EventHub
+from sojourn.blocks.artifact_store import ArtifactRecord, ArtifactStore, Manifest
+from sojourn.deployments.bootstrap import bootstrap
+from sojourn.errors import parse_error
+from sojourn.progress import parse_progress
+from sojourn.settings import Settings
+from sojourn.spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
+
+STATUS = {
+    StateType.SCHEDULED: "submitted",
+    StateType.PENDING: "submitted",
+    StateType.PAUSED: "submitted",
+    StateType.RUNNING: "processing",
+    StateType.CANCELLING: "processing",
+    StateType.COMPLETED: "completed",
+    StateType.FAILED: "failed",
+    StateType.CRASHED: "failed",
+    StateType.CANCELLED: "cancelled",
+}
+STATE_TYPES_FOR_STATUS: dict[str, list[StateType]] = {}
+for _t, _s in STATUS.items():
+    STATE_TYPES_FOR_STATUS.setdefault(_s, []).append(_t)
+
+
+def owner_tag(name: str) -> str:
+    return f"owner:{name}"
+
+
+@dataclass
+class JobView:
+    id: str
+    status: str
+    state: str
+    flow_run: FlowRun
+    spec: dict[str, Any] = field(default_factory=dict)
+    progress: dict[str, Any] | None = None
+    manifest: Manifest | None = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.flow_run.state_type in FINAL
+
+    def tag(self, prefix: str) -> str | None:
+        for t in self.flow_run.tags:
+            if t.startswith(prefix + ":"):
+                return t[len(prefix) + 1 :]
+        return None
+
+    @property
+    def created_at(self) -> datetime | None:
+        return self.flow_run.created
+
+    @property
+    def started_at(self) -> datetime | None:
+        return self.flow_run.start_time
+
+    @property
+    def completed_at(self) -> datetime | None:
+        return self.flow_run.end_time if self.final else None
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at and self.completed_at:
+            return int((self.completed_at - self.started_at).total_seconds() * 1000)
+        return None
+
+
+class JobService:
+    def __init__(self, settings: Settings, client: PrefectClient, hub: EventHub, store: ArtifactStore) -> None:
+        self.settings = settings
+        self.client = client
+        self.hub = hub
+        self.store = store
+        self.deployments: dict[str, UUID] = {}
+
+    async def start(self) -> None:
+        boot = await bootstrap(self.settings)
+        self.deployments = boot.deployments
+
+    # ------------------------------------------------------------------ submit
+    async def submit(
+        self,
+        spec: JobSpec,
+        principal: Principal,
+        *,
+        dialect: str,
+        extra_tags: list[str] | None = None,
+    ) -> FlowRun:
+        flow = "agent" if spec.kind == "agent" and "agent" in self.deployments else "browse"
+        tags = ["sojourn", owner_tag(principal.name), f"dialect:{dialect}", f"priority:{spec.priority}", *(extra_tags or [])]
+        state = Scheduled(scheduled_time=spec.run_at) if spec.run_at else Scheduled()
+        try:
+            return await self.client.create_flow_run_from_deployment(
+                self.deployments[flow],
+                parameters={"spec": spec.model_dump(mode="json", exclude_defaults=True)},
+                tags=tags,
+                work_queue_name=spec.priority,
+                state=state,
+            )
+        except Exception as exc:
+            log.error("could not create the flow run: %s", exc)
+            raise ApiError(503, "SCHEDULER_UNAVAILABLE", "The job scheduler (Prefect) is not reachable; the job was not accepted. Try again.") from None
+
+    # ------------------------------------------------------------------ read
+    async def _flow_run(self, job_id: str, principal: Principal) -> FlowRun:
+        try:
+            fid = UUID(job_id)
+        except ValueError:
+            raise self.not_found(job_id) from None
+        try:
+            run = await self.client.read_flow_run(fid)
+        except ObjectNotFound:
+            raise self.not_found(job_id) from None
+        if "sojourn" not in run.tags or not (principal.is_admin or owner_tag(principal.name) in run.tags):
+            raise self.not_found(job_id)  # never reveal another tenant's job exists
+        return run
+
+    @staticmethod
+    def not_found(job_id: str) -> ApiError:
+        return ApiError(404, "JOB_NOT_FOUND", f"Job with ID '{job_id}' not found", {"jobId": job_id})
+
+    async def get(self, job_id: str, principal: Principal, *, with_progress: bool = True) -> JobView:
+        run = await self._flow_run(job_id, principal)
+        return await self.view(run, with_progress=with_progress)
+
+    async def view(self, run: FlowRun, *, with_progress: bool = True) -> JobView:
+        state_type = run.state_type or StateType.SCHEDULED
+        view = JobView(
+            id=str(run.id),
+            status=STATUS.get(state_type, "submitted"),
+            state=run.state_name or state_type.value.title(),
+            flow_run=run,
+            spec=(run.parameters or {}).get("spec", {}),
+        )
+        if view.final:
+            view.manifest = await self.store.read_manifest(view.id)
+            if state_type != StateType.COMPLETED:
+                view.error = self._error(run, view.manifest)
+            if view.manifest and view.manifest.status == "completed":
+                total = len(view.manifest.steps) or 1
+                view.progress = {"currentStep": "Done", "stepsCompleted": total, "totalSteps": total, "percentage": 100}
+        elif with_progress and state_type in (StateType.RUNNING, StateType.CANCELLING):
+            view.progress = await self._progress(run.id)
+        return view
+
+    def _error(self, run: FlowRun, manifest: Manifest | None) -> dict[str, Any]:
+        if manifest and manifest.error:
+            return manifest.error
+        if run.state_type == StateType.CANCELLED:
+            return {"code": "CANCELLED", "message": run.state.message if run.state else "cancelled", "details": {}}
+        parsed = parse_error(run.state.message if run.state else None)
+        if parsed:
+            return {**parsed, "details": {}}
+        if run.state_type == StateType.CRASHED:
+            return {"code": "WORKER_LOST", "message": (run.state.message if run.state else "") or "the worker running this job stopped", "details": {}}
+        return {"code": "BROWSER_ERROR", "message": (run.state.message if run.state else "") or "failed", "details": {}}
+
+    async def _progress(self, flow_run_id: UUID) -> dict[str, Any] | None:
+        arts = await self.client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["progress"])),
+            limit=1,
+        )
+        if not arts:
+            return None
+        data = arts[0].data
+        return parse_progress(arts[0].description, float(data) if isinstance(data, (int, float, str)) else None)
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        status: list[str] | None = None,
+        priority: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        newest_first: bool = True,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[list[JobView], int]:
+        tags = ["sojourn"] if principal.is_admin else ["sojourn", owner_tag(principal.name)]
+        if priority:
+            tags.append(f"priority:{priority}")
+        flt = FlowRunFilter(tags=FlowRunFilterTags(all_=tags))
+        if status:
+            types = [t for s in status for t in STATE_TYPES_FOR_STATUS.get(s, [])]
+            flt.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=types))
+        if created_from or created_to:
+            flt.expected_start_time = FlowRunFilterExpectedStartTime(after_=created_from, before_=created_to)
+        sort = FlowRunSort.EXPECTED_START_TIME_DESC if newest_first else FlowRunSort.EXPECTED_START_TIME_ASC
+        runs, total = await asyncio.gather(
+            self.client.read_flow_runs(flow_run_filter=flt, sort=sort, limit=limit, offset=offset),
+            self.client.count_flow_runs(flow_run_filter=flt),
+        )
+        views = [await self.view(r, with_progress=False) for r in runs]
+        return views, total
+
+    # ------------------------------------------------------------------ change
+    async def cancel(self, job_id: str, principal: Principal, *, wait: float = 5.0) -> JobView:
+        run = await self._flow_run(job_id, principal)
+        if run.state_type in FINAL:
+            raise ApiError(409, "JOB_ALREADY_FINISHED", f"Job '{job_id}' already ended {STATUS[run.state_type]}; it cannot be cancelled.", {"jobId": job_id, "status": STATUS[run.state_type]})
+        queue = self.hub.subscribe(job_id)
+        try:
+            if run.state_type in (StateType.SCHEDULED, StateType.PAUSED):
+                await self.client.set_flow_run_state(run.id, Cancelled(message="Cancelled by request before it started."), force=True)
+            else:
+                await self.client.set_flow_run_state(run.id, Cancelling(message="Cancellation requested."), force=True)
+                await self._wait_final(run.id, queue, wait)
+        finally:
+            self.hub.unsubscribe(job_id, queue)
+        return await self.get(job_id, principal)
+
+    async def retry(self, job_id: str, principal: Principal) -> FlowRun:
+        view = await self.get(job_id, principal, with_progress=False)
+        spec = JobSpec.model_validate(view.spec)
+        dialect = view.tag("dialect") or "native"
+        return await self.submit(spec, principal, dialect=dialect, extra_tags=[f"retry-of:{job_id}"])
+
+    async def logs(self, job_id: str, principal: Principal, limit: int = 200) -> list[dict[str, Any]]:
+        run = await self._flow_run(job_id, principal)
+        logs = await self.client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])), limit=limit, sort=LogSort.TIMESTAMP_ASC)
+        return [{"timestamp": entry.timestamp, "level": entry.level, "message": entry.message} for entry in logs]
+
+    # ------------------------------------------------------------------ wait
+    async def wait(self, job_id: str, principal: Principal, timeout: float) -> JobView:
+        """Until the job is final or ``timeout`` passes, driven by Prefect events."""
+        run = await self._flow_run(job_id, principal)
+        queue = self.hub.subscribe(job_id)
+        try:
+            if run.state_type not in FINAL:
+                await self._wait_final(run.id, queue, timeout)
+        finally:
+            self.hub.unsubscribe(job_id, queue)
+        return await self.get(job_id, principal)
+
+    async def _wait_final(self, flow_run_id: UUID, queue: asyncio.Queue[dict[str, Any]], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        # Re-read once after subscribing: the run may have ended in between.
+        run = await self.client.read_flow_run(flow_run_id)
+        if run.state_type in FINAL:
+            return
+        final_names = {f"prefect.flow-run.{t.value.title()}" for t in FINAL}
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=min(left, 10))
+            except asyncio.TimeoutError:
+                # The event stream can drop; confirm with one read before waiting on.
+                run = await self.client.read_flow_run(flow_run_id)
+                if run.state_type in FINAL:
+                    return
+                continue
+            if item["event"] in final_names:
+                return
+
+    # ------------------------------------------------------------------ outputs
+    async def artifact(self, job_id: str, name: str, principal: Principal) -> tuple[ArtifactRecord, bytes]:
+        await self._flow_run(job_id, principal)
+        manifest = await self.store.read_manifest(job_id)
+        record = next((a for a in (manifest.artifacts if manifest else []) if a.name == name), None)
+        if record is None:
+            raise ApiError(404, "ARTIFACT_NOT_FOUND", f"Job '{job_id}' has no artifact '{name}'", {"jobId": job_id, "name": name})
+        return record, await self.store.read_bytes(record.path)
+
+    async def artifact_by_id(self, artifact_id: str, principal: Principal) -> tuple[ArtifactRecord, bytes]:
+        job_id, _, _index = artifact_id.rpartition("_")
+        not_found = ApiError(404, "SCREENSHOT_NOT_FOUND", f"Screenshot with ID '{artifact_id}' not found", {"screenshotId": artifact_id})
+        try:
+            await self._flow_run(job_id, principal)
+        except ApiError:
+            raise not_found from None
+        manifest = await self.store.read_manifest(job_id)
+        record = next((a for a in (manifest.artifacts if manifest else []) if a.id == artifact_id), None)
+        if record is None:
+            raise not_found
+        return record, await self.store.read_bytes(record.path)
+

@@ -1,0 +1,184 @@
+"""`sojourn up | worker | api | bootstrap | submit`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, help="Sojourn: self-hosted browser jobs on Prefect.")
+
+
+def _settings():
+    from sojourn.settings import get_settings
+
+    return get_settings()
+
+
+def _prefect_env(settings, api_url: str | None = None) -> dict[str, str]:
+    env = os.environ.copy()
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    url = api_url or settings.prefect_api_url
+    if url:
+        env["PREFECT_API_URL"] = url
+    return env
+
+
+def _wait_http(url: str, proc: subprocess.Popen | None, timeout: float, what: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise typer.Exit(f"{what} exited with status {proc.returncode}; see its output above")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise typer.Exit(f"{what} did not answer at {url} within {timeout:.0f} s")
+
+
+def _spawn(cmd: list[str], env: dict[str, str], *, quiet: bool = False) -> subprocess.Popen:
+    # Own session: a terminal's Ctrl-C reaches only `sojourn up`, which then stops
+    # the children in order (a worker's browser driver must not die first).
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL if quiet else None, start_new_session=True)
+
+
+@app.command()
+def up() -> None:
+    """Start everything on this machine: Prefect server, pool and deployments, one worker, the API."""
+    from sojourn.api.auth import ensure_admin_key
+
+    settings = _settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    children: list[subprocess.Popen] = []
+
+    def stop_all(*_a) -> None:
+        for p in reversed(children):
+            if p.poll() is None:
+                p.terminate()
+        for p in reversed(children):
+            try:
+                p.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    signal.signal(signal.SIGTERM, lambda *a: (stop_all(), sys.exit(0)))
+    try:
+        if settings.prefect_api_url:
+            api_url = settings.prefect_api_url
+            print(f"Using the Prefect server at {api_url}")
+        else:
+            api_url = f"http://127.0.0.1:{settings.prefect_port}/api"
+            env = _prefect_env(settings, api_url)
+            print(f"Starting the Prefect server (SQLite under {env['PREFECT_HOME']}) ...")
+            children.append(_spawn([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)], env, quiet=True))
+            _wait_http(f"{api_url}/health", children[-1], 120, "the Prefect server")
+        env = _prefect_env(settings, api_url)
+        os.environ.update({"PREFECT_API_URL": api_url, "PREFECT_HOME": env["PREFECT_HOME"], "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+
+        from sojourn.deployments.bootstrap import bootstrap
+
+        asyncio.run(bootstrap(settings))
+        key, created = ensure_admin_key(settings)
+        children.append(_spawn([sys.executable, "-m", "sojourn.cli", "worker"], env))
+        children.append(_spawn([sys.executable, "-m", "sojourn.cli", "api"], env))
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        _wait_http(f"{base}/health", children[-1], 60, "the API")
+        ui = api_url[: -len("/api")] if api_url.endswith("/api") else api_url
+        print()
+        print(f"  Sojourn API   {base}   (docs: {base}/api/docs)")
+        print(f"  Prefect UI    {ui}")
+        print(f"  Admin key     {key}" + ("   (new; stored in " + str(settings.home / 'admin.key') + ")" if created else ""))
+        print(f"  Artifacts     {settings.artifacts_location}")
+        print()
+        print("  First job:")
+        print(f"  curl -s -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\")
+        print(f"    -d '{{\"type\":\"browse\",\"input\":{{\"steps\":[{{\"url\":\"{base}/health\"}}],\"capture\":[\"screenshot\"]}}}}' {base}/api/v1/jobs")
+        print()
+        print("Ctrl-C stops everything.")
+        while all(p.poll() is None for p in children):
+            time.sleep(0.5)
+        print("A component exited; stopping the rest.", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nStopping ...")
+    finally:
+        stop_all()
+
+
+@app.command()
+def worker(
+    name: Optional[str] = typer.Option(None, help="worker name shown in the Prefect UI (default: host, pid, random)"),
+    limit: Optional[int] = typer.Option(None, help="jobs this worker runs at once"),
+) -> None:
+    """Run a sojourn worker: polls the work pool, runs jobs in-process with a warm browser."""
+    from sojourn.worker.inprocess import run_worker
+
+    asyncio.run(run_worker(_settings(), name=name, limit=limit))
+
+
+@app.command()
+def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
+    """Serve the REST API (all dialects)."""
+    import uvicorn
+
+    from sojourn.api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="warning", access_log=False)
+
+
+@app.command("bootstrap")
+def bootstrap_cmd() -> None:
+    """Create or update the work pool, its queues and the deployments."""
+    from sojourn.deployments.bootstrap import bootstrap
+
+    print(asyncio.run(bootstrap(_settings())))
+
+
+@app.command()
+def submit(
+    url: str,
+    screenshot: bool = typer.Option(True, help="capture a screenshot"),
+    out: Optional[Path] = typer.Option(None, help="write the screenshot here"),
+    wait: bool = typer.Option(True, help="wait for the job to finish"),
+) -> None:
+    """Submit a one-page job through the API and print its status."""
+    import httpx
+
+    settings = _settings()
+    from sojourn.api.auth import ensure_admin_key
+
+    key, _ = ensure_admin_key(settings)
+    base = f"http://{settings.api_host}:{settings.api_port}/api/v1"
+    headers = {"X-API-Key": key}
+    body = {"type": "browse", "input": {"steps": [{"url": url}], "capture": ["screenshot"] if screenshot else []}}
+    r = httpx.post(f"{base}/jobs", json=body, headers=headers)
+    print(r.text)
+    if r.status_code != 202 or not wait:
+        raise typer.Exit(0 if r.status_code == 202 else 1)
+    job_id = r.json()["jobId"]
+    while True:
+        job = httpx.get(f"{base}/jobs/{job_id}", headers=headers).json()
+        if job["status"] in ("completed", "failed", "cancelled"):
+            break
+        time.sleep(0.3)
+    print(json.dumps(job, indent=2))
+    if out and job.get("result", {}).get("screenshots"):
+        out.write_bytes(httpx.get(f"{base}/screenshots/{job['result']['screenshots'][0]}", headers=headers).content)
+        print(f"screenshot written to {out}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,266 @@
+"""The sojourn worker: a Prefect worker that runs flow runs in its own event loop.
+
+Prefect's process worker starts a new Python per flow run (about 2 s of CPU
+before the job does anything, DESIGN.md) and a cold browser. This worker
+imports Sojourn's flows once and runs each flow run as a task in its event
+loop, where the warm browser pool lives: every job still gets a fresh
+context.
+
+On top of :class:`~prefect.workers.base.BaseWorker` (pool sync, heartbeats,
+limits, Pending/Running proposals) it adds:
+
+* pickup by event: a ``prefect.flow-run.Scheduled`` event for the pool wakes
+  the poll at once; the timed poll is the fallback;
+* starting a prefetched run at its scheduled time, not before;
+* cancelling runs that already started (BaseWorker only cancels pending ones):
+  the run's task is cancelled, its context closed, the run ends Cancelled;
+* graceful shutdown: in-flight runs get ``worker_shutdown_grace`` seconds,
+  then are handed back to the pool (rescheduled) for another worker;
+* the crash reaper (:mod:`sojourn.worker.reaper`) for runs of dead workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import socket
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from prefect.client.schemas.objects import FlowRun
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
+from prefect.flow_engine import run_flow
+from prefect.states import AwaitingRetry, Cancelled
+from prefect.utilities.services import critical_service_loop
+from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
+
+from sojourn import cancellation
+from sojourn.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+ALLOWED_ENTRYPOINT_PREFIX = "sojourn."
+
+
+class SojournJobConfiguration(BaseJobConfiguration):
+    pass
+
+
+class SojournVariables(BaseVariables):
+    pass
+
+
+class SojournWorkerResult(BaseWorkerResult):
+    pass
+
+
+def default_worker_name() -> str:
+    return f"sojourn-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, SojournWorkerResult]):
+    type = "sojourn"
+    job_configuration = SojournJobConfiguration
+    job_configuration_variables = SojournVariables
+    _description = "Runs Sojourn browser jobs in-process, with a warm browser and a fresh context per job."
+    _documentation_url = "https://github.com/sojourn"
+
+    def __init__(self, *args: Any, settings: Settings | None = None, **kwargs: Any) -> None:
+        self.settings = settings or get_settings()
+        kwargs.setdefault("work_pool_name", self.settings.work_pool)
+        kwargs.setdefault("name", default_worker_name())
+        kwargs.setdefault("heartbeat_interval_seconds", self.settings.worker_heartbeat_seconds)
+        kwargs.setdefault("limit", self.settings.worker_limit or self.settings.max_concurrency)
+        kwargs.setdefault("prefetch_seconds", 10)
+        super().__init__(*args, **kwargs)
+        self._running: dict[uuid.UUID, asyncio.Task[Any]] = {}
+        self._cancel_requested: set[uuid.UUID] = set()
+        self._wake = asyncio.Event()
+        self._flows: dict[str, Any] = {}
+        self._accepting = True
+
+    # ------------------------------------------------------------------ running a flow run
+    async def run(self, flow_run: FlowRun, configuration: SojournJobConfiguration, task_status: Any = None) -> SojournWorkerResult:
+        identifier = self.name
+        if task_status is not None:
+            task_status.started(identifier)
+        # One task from here on, so a cancel request finds the run even while it waits for its time.
+        task = asyncio.ensure_future(self._execute(flow_run))
+        self._running[flow_run.id] = task
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            if flow_run.id not in self._cancel_requested:
+                raise
+        except Exception as exc:  # the engine reports the state itself
+            log.debug("flow run %s raised %s", flow_run.id, exc)
+        finally:
+            self._running.pop(flow_run.id, None)
+            self._wake.set()  # a slot is free: look for queued runs now
+        if flow_run.id in self._cancel_requested:
+            self._cancel_requested.discard(flow_run.id)
+            await self.client.set_flow_run_state(flow_run.id, Cancelled(message="Cancelled by request."), force=True)
+        return SojournWorkerResult(identifier=identifier, status_code=0)
+
+    async def _execute(self, flow_run: FlowRun) -> Any:
+        await self._wait_until_due(flow_run)
+        flow = await self._load_flow(flow_run)
+        return await run_flow(flow, flow_run=flow_run, return_type="state")  # type: ignore[misc]
+
+    async def _wait_until_due(self, flow_run: FlowRun) -> None:
+        due = flow_run.next_scheduled_start_time or flow_run.expected_start_time
+        if due is None:
+            return
+        delay = (due - datetime.now(timezone.utc)).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _load_flow(self, flow_run: FlowRun) -> Any:
+        """Import the deployment's flow; only Sojourn's own flows are ever loaded."""
+        if flow_run.deployment_id is None:
+            raise RuntimeError("flow run has no deployment")
+        key = str(flow_run.deployment_id)
+        if key not in self._flows:
+            deployment = await self.client.read_deployment(flow_run.deployment_id)
+            entrypoint = deployment.entrypoint or ""
+            if not entrypoint.startswith(ALLOWED_ENTRYPOINT_PREFIX) or ":" not in entrypoint:
+                raise RuntimeError(f"refusing to load entrypoint {entrypoint!r}: not a Sojourn flow")
+            module, attr = entrypoint.split(":", 1)
+            self._flows[key] = getattr(importlib.import_module(module), attr)
+        return self._flows[key]
+
+    # ------------------------------------------------------------------ cancellation of started runs
+    async def cancel_running(self, flow_run_id: uuid.UUID) -> None:
+        task = self._running.get(flow_run_id)
+        if task is None or task.done():
+            return
+        log.info("cancelling flow run %s", flow_run_id)
+        if cancellation.request(str(flow_run_id)):
+            return  # the flow ends itself Cancelled
+        # Not in its body yet (or not a Sojourn flow): stop the engine, then record Cancelled.
+        self._cancel_requested.add(flow_run_id)
+        task.cancel()
+
+    async def _watch_cancellations(self) -> None:
+        """Cancel runs of this worker that are set to Cancelling (by event; polling as fallback)."""
+        from prefect._internal.observers import FlowRunCancellingObserver
+
+        pool = self.work_pool
+        observer = FlowRunCancellingObserver(
+            on_cancelling=lambda fid: asyncio.ensure_future(self.cancel_running(fid)),
+            polling_interval=2,
+            event_filter=EventFilter(
+                event=EventNameFilter(name=["prefect.flow-run.Cancelling"]),
+                any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{pool.id}"]),
+            ),
+        )
+        async with observer:
+            while True:
+                for fid in list(self._running):
+                    observer.add_in_flight_flow_run_id(fid)
+                await asyncio.sleep(0.2)
+
+    # ------------------------------------------------------------------ fast pickup
+    async def _listen_for_scheduled(self) -> None:
+        pool = self.work_pool
+        event_filter = EventFilter(
+            event=EventNameFilter(name=["prefect.flow-run.Scheduled"]),
+            any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{pool.id}"]),
+        )
+        while True:
+            try:
+                async with get_events_subscriber(filter=event_filter, reconnect_on_clean_close=True) as events:
+                    async for _event in events:
+                        self._wake.set()
+            except Exception as exc:  # the poll keeps working meanwhile
+                log.warning("event subscription lost (%s); retrying", exc)
+                await asyncio.sleep(2)
+
+    async def _poll_loop(self) -> None:
+        while self._accepting:
+            try:
+                await self.get_and_submit_flow_runs()
+            except Exception as exc:
+                log.warning("poll failed: %s", exc)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.worker_poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def serve(self, *, stop: asyncio.Event | None = None, printer: Any = print) -> None:
+        """Run until ``stop`` is set (or cancelled), then shut down gracefully."""
+        from sojourn.browser.pool import get_pool
+        from sojourn.worker.reaper import reap_forever
+
+        stop = stop or asyncio.Event()
+        async with self:
+            for _ in range(100):  # the pool must be known before events can be filtered by it
+                if self._work_pool is not None:
+                    break
+                await asyncio.sleep(0.1)
+                await self.sync_with_backend()
+            loops = [
+                asyncio.ensure_future(critical_service_loop(self.sync_with_backend, interval=self.heartbeat_interval_seconds, jitter_range=0.1, backoff=2)),
+                asyncio.ensure_future(self._poll_loop()),
+                asyncio.ensure_future(self._listen_for_scheduled()),
+                asyncio.ensure_future(self._watch_cancellations()),
+                asyncio.ensure_future(reap_forever(self.settings, self.settings.work_pool)),
+            ]
+            printer(f"Worker {self.name!r} started on pool {self.settings.work_pool!r} (limit {self._limit})")
+            try:
+                await stop.wait()
+            finally:
+                self._accepting = False
+                loops[1].cancel()
+                await self._drain()
+                for t in loops:
+                    t.cancel()
+                await asyncio.gather(*loops, return_exceptions=True)
+                await get_pool().close()
+        printer(f"Worker {self.name!r} stopped")
+
+    async def _drain(self) -> None:
+        """Let in-flight runs finish within the grace period; hand the rest back."""
+        pending = [t for t in self._running.values() if not t.done()]
+        if pending:
+            log.info("waiting up to %.0f s for %d running job(s)", self.settings.worker_shutdown_grace, len(pending))
+            await asyncio.wait(pending, timeout=self.settings.worker_shutdown_grace)
+        for fid, task in list(self._running.items()):
+            if task.done():
+                continue
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await self.client.set_flow_run_state(
+                fid, AwaitingRetry(message="Worker shut down; handed back to the pool.", scheduled_time=datetime.now(timezone.utc)), force=True
+            )
+            log.info("handed flow run %s back to the pool", fid)
+
+
+async def run_worker(settings: Settings | None = None, *, name: str | None = None, limit: int | None = None) -> None:
+    """Entry point for ``sojourn worker``: runs until SIGINT/SIGTERM."""
+    import signal
+
+    settings = settings or get_settings()
+    kwargs: dict[str, Any] = {"settings": settings}
+    if name:
+        kwargs["name"] = name
+    if limit:
+        kwargs["limit"] = limit
+    worker = SojournWorker(**kwargs)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await worker.serve(stop=stop)
+
+
+__all__ = ["SojournWorker", "run_worker"]

@@ -1,0 +1,80 @@
+"""No job stuck Running: runs whose worker stopped sending heartbeats are crashed or retried.
+
+A flow run's ``infrastructure_pid`` is the name of the sojourn worker running
+it (every worker process has its own name). When that worker has not sent a
+heartbeat for ``crash_after_seconds``, the run is over as far as anyone can
+tell: it is rescheduled while the job's retries last (its retry policy
+applies) and marked Crashed after that. Every worker and the API run this
+sweep, so one live process is enough to clean up after a dead one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
+
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    WorkPoolFilter,
+    WorkPoolFilterName,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.states import AwaitingRetry, Crashed
+
+from sojourn.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def reap_once(client: PrefectClient, settings: Settings, pool: str) -> list[str]:
+    """One sweep; returns the ids of the runs it crashed or rescheduled."""
+    now = datetime.now(timezone.utc)
+    horizon = now - timedelta(seconds=settings.crash_after_seconds)
+    workers = await client.read_workers_for_work_pool(pool)
+    alive = {w.name for w in workers if w.last_heartbeat_time and w.last_heartbeat_time > horizon}
+    runs = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING]))),
+        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
+        limit=200,
+    )
+    reaped = []
+    for run in runs:
+        owner = run.infrastructure_pid
+        if owner and owner in alive:
+            continue
+        since = run.state.timestamp if run.state and run.state.timestamp else now
+        if since > horizon:
+            continue  # too recent to judge (the worker may just be setting it up)
+        retries = _job_retries(run.parameters)
+        message = f"Worker {owner or '(none)'} stopped responding while running this job."
+        if run.run_count <= retries:
+            state = AwaitingRetry(message=message + " Retrying.", scheduled_time=now)
+        else:
+            state = Crashed(message=message)
+        await client.set_flow_run_state(run.id, state, force=True)
+        log.warning("flow run %s: %s -> %s", run.id, message, state.name)
+        reaped.append(str(run.id))
+    return reaped
+
+
+def _job_retries(parameters: dict) -> int:
+    spec = parameters.get("spec") if isinstance(parameters, dict) else None
+    if isinstance(spec, dict):
+        value = spec.get("retries", 0)
+        return value if isinstance(value, int) else 0
+    return 0
+
+
+async def reap_forever(settings: Settings, pool: str, interval: float | None = None) -> None:
+    interval = interval or max(2.0, settings.crash_after_seconds / 4)
+    async with get_client() as client:
+        while True:
+            try:
+                await reap_once(client, settings, pool)
+            except Exception as exc:
+                log.debug("reaper sweep failed: %s", exc)
+            await asyncio.sleep(interval)

@@ -8,8 +8,10 @@ live streams.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 from typing import Any
 
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
@@ -41,12 +43,19 @@ def parse_progress(description: str | None, percentage: float | None) -> dict[st
 
 
 class Progress:
-    def __init__(self, job_id: str, total: int) -> None:
+    """Each update is a Prefect API call and an event: updates closer together
+    than ``min_interval`` are folded into the next one (the last always goes out)."""
+
+    def __init__(self, job_id: str, total: int, min_interval: float = 0.5) -> None:
         self.job_id = job_id
         self.total = max(total, 1)
         self.done = 0
         self.current = "Starting"
+        self.min_interval = min_interval
         self._artifact_id: Any = None
+        self._last = 0.0
+        self._deferred: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
 
     @property
     def percentage(self) -> float:
@@ -60,21 +69,40 @@ class Progress:
             )
         except Exception as exc:  # progress is best effort; the job goes on
             log.warning("could not create progress artifact: %s", exc)
+        self._last = time.monotonic()
         self._emit()
 
-    async def update(self, *, done: int | None = None, current: str | None = None) -> None:
+    async def update(self, *, done: int | None = None, current: str | None = None, final: bool = False) -> None:
         if done is not None:
             self.done = min(done, self.total)
         if current is not None:
             self.current = current
-        if self._artifact_id is not None:
-            try:
-                await aupdate_progress_artifact(
-                    self._artifact_id, progress=self.percentage, description=describe(self.done, self.total, self.current)
-                )
-            except Exception as exc:
-                log.warning("could not update progress artifact: %s", exc)
-        self._emit()
+        wait = self.min_interval - (time.monotonic() - self._last)
+        if final or wait <= 0:
+            if self._deferred is not None:
+                self._deferred.cancel()
+                self._deferred = None
+            await self._push()
+        elif self._deferred is None:
+            # Too soon after the last one: send the latest state once the interval has passed.
+            self._deferred = asyncio.ensure_future(self._push_later(wait))
+
+    async def _push_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._deferred = None
+        await self._push()
+
+    async def _push(self) -> None:
+        async with self._lock:  # in order: a late deferred push never overwrites the final one
+            self._last = time.monotonic()
+            if self._artifact_id is not None:
+                try:
+                    await aupdate_progress_artifact(
+                        self._artifact_id, progress=self.percentage, description=describe(self.done, self.total, self.current)
+                    )
+                except Exception as exc:
+                    log.warning("could not update progress artifact: %s", exc)
+            self._emit()
 
     def _emit(self) -> None:
         emit_event(

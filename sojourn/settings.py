@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=5.0, gt=0, description="fallback poll when no event arrives")
     worker_shutdown_grace: float = Field(default=30.0, ge=0, description="seconds in-flight jobs get to finish on shutdown")
     crash_after_seconds: float = Field(default=20.0, gt=0, description="a job whose worker sent no heartbeat for this long is crashed")
+    submit_timeout: float = Field(default=10.0, gt=0, description="seconds one attempt to queue a job with Prefect may take")
     sync_wait_seconds: float = Field(default=120.0, gt=0, description="longest a sync request waits for its job")
 
     @property

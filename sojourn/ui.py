@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from prefect.artifacts import acreate_image_artifact, acreate_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 
 from sojourn.blocks.artifact_store import Manifest
 from sojourn.settings import get_settings
@@ -40,11 +40,8 @@ def manifest_markdown(manifest: Manifest) -> str:
 
 
 async def publish_to_ui(manifest: Manifest) -> None:
-    """Best effort: a failure to publish never fails the job."""
+    """One markdown artifact (its image shows the screenshot); best effort, never fails the job."""
     try:
         await acreate_markdown_artifact(markdown=manifest_markdown(manifest), description="Sojourn job captures")
-        shot = manifest.artifact("screenshot")
-        if shot:
-            await acreate_image_artifact(image_url=artifact_url(manifest.job_id, shot.name), description=shot.name)
     except Exception as exc:
         log.warning("could not publish captures to the Prefect UI: %s", exc)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
@@ -115,6 +116,9 @@ class JobService:
         self.hub = hub
         self.store = store
         self.deployments: dict[str, UUID] = {}
+        # A final job never changes: its view is served from memory after the first read.
+        self._final: OrderedDict[str, JobView] = OrderedDict()
+        self._final_max = 5000
 
     async def start(self) -> None:
         boot = await bootstrap(self.settings)
@@ -132,17 +136,27 @@ class JobService:
         flow = "agent" if spec.kind == "agent" and "agent" in self.deployments else "browse"
         tags = ["sojourn", owner_tag(principal.name), f"dialect:{dialect}", f"priority:{spec.priority}", *(extra_tags or [])]
         state = Scheduled(scheduled_time=spec.run_at) if spec.run_at else Scheduled()
-        try:
-            return await self.client.create_flow_run_from_deployment(
-                self.deployments[flow],
-                parameters={"spec": spec.model_dump(mode="json", exclude_defaults=True)},
-                tags=tags,
-                work_queue_name=spec.priority,
-                state=state,
-            )
-        except Exception as exc:
-            log.error("could not create the flow run: %s", exc)
-            raise ApiError(503, "SCHEDULER_UNAVAILABLE", "The job scheduler (Prefect) is not reachable; the job was not accepted. Try again.") from None
+        # One key for every attempt: a retry after a lost reply cannot create a second run.
+        idempotency_key = f"sojourn-submit-{uuid4()}"
+        last: Exception | None = None
+        for attempt in range(3):
+            try:
+                return await asyncio.wait_for(
+                    self.client.create_flow_run_from_deployment(
+                        self.deployments[flow],
+                        parameters={"spec": spec.model_dump(mode="json", exclude_defaults=True)},
+                        tags=tags,
+                        work_queue_name=spec.priority,
+                        state=state,
+                        idempotency_key=idempotency_key,
+                    ),
+                    timeout=self.settings.submit_timeout,
+                )
+            except Exception as exc:  # unreachable, timed out, or the server's database is busy
+                last = exc
+                await asyncio.sleep(0.2 * (attempt + 1))
+        log.error("could not create the flow run: %r", last)
+        raise ApiError(503, "SCHEDULER_UNAVAILABLE", "The job scheduler (Prefect) did not accept the job in time; it was not queued. Try again.", headers={"Retry-After": "2"})
 
     # ------------------------------------------------------------------ read
     async def _flow_run(self, job_id: str, principal: Principal) -> FlowRun:
@@ -154,7 +168,7 @@ class JobService:
             run = await self.client.read_flow_run(fid)
         except ObjectNotFound:
             raise self.not_found(job_id) from None
-        if "sojourn" not in run.tags or not (principal.is_admin or owner_tag(principal.name) in run.tags):
+        if not self._owns(principal, run):
             raise self.not_found(job_id)  # never reveal another tenant's job exists
         return run
 
@@ -163,8 +177,21 @@ class JobService:
         return ApiError(404, "JOB_NOT_FOUND", f"Job with ID '{job_id}' not found", {"jobId": job_id})
 
     async def get(self, job_id: str, principal: Principal, *, with_progress: bool = True) -> JobView:
+        cached = self._final.get(job_id)
+        if cached is not None and self._owns(principal, cached.flow_run):
+            self._final.move_to_end(job_id)
+            return cached
         run = await self._flow_run(job_id, principal)
-        return await self.view(run, with_progress=with_progress)
+        view = await self.view(run, with_progress=with_progress)
+        if view.final:
+            self._final[job_id] = view
+            while len(self._final) > self._final_max:
+                self._final.popitem(last=False)
+        return view
+
+    @staticmethod
+    def _owns(principal: Principal, run: FlowRun) -> bool:
+        return "sojourn" in run.tags and (principal.is_admin or owner_tag(principal.name) in run.tags)
 
     async def view(self, run: FlowRun, *, with_progress: bool = True) -> JobView:
         state_type = run.state_type or StateType.SCHEDULED
@@ -267,6 +294,9 @@ class JobService:
     # ------------------------------------------------------------------ wait
     async def wait(self, job_id: str, principal: Principal, timeout: float) -> JobView:
         """Until the job is final or ``timeout`` passes, driven by Prefect events."""
+        cached = self._final.get(job_id)
+        if cached is not None and self._owns(principal, cached.flow_run):
+            return cached
         run = await self._flow_run(job_id, principal)
         queue = self.hub.subscribe(job_id)
         try:

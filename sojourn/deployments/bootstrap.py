@@ -33,18 +33,20 @@ class Bootstrapped:
 
 
 async def ensure_pool(client: PrefectClient, settings: Settings, *, pool_type: str = "sojourn", name: str | None = None) -> None:
+    from prefect.workers.process import ProcessWorker
+
     from sojourn.worker.inprocess import SojournWorker
 
     name = name or settings.work_pool
-    template = SojournWorker.get_default_base_job_template() if pool_type == "sojourn" else None
+    worker_class = {"sojourn": SojournWorker, "process": ProcessWorker}[pool_type]
+    template = worker_class.get_default_base_job_template()
     try:
         pool = await client.read_work_pool(name)
         if pool.concurrency_limit != settings.max_concurrency:
             await client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=settings.max_concurrency))
     except ObjectNotFound:
         create = WorkPoolCreate(name=name, type=pool_type, concurrency_limit=settings.max_concurrency, description="Sojourn browser jobs")
-        if template:
-            create.base_job_template = template
+        create.base_job_template = template
         try:
             await client.create_work_pool(create)
         except ObjectAlreadyExists:
@@ -96,6 +98,23 @@ async def bootstrap(settings: Settings | None = None) -> Bootstrapped:
     except Exception as exc:  # the UI's block catalogue is a nicety
         log.warning("could not register the artifact store block type: %s", exc)
     return Bootstrapped(settings.work_pool, deployments)
+
+
+PROCESS_POOL_SUFFIX = "-process"
+
+
+async def bootstrap_process_pool(settings: Settings | None = None) -> Bootstrapped:
+    """A pool for Prefect's stock process worker running the same flows (a new Python per job).
+
+    Not used by Sojourn itself: it shows the flows are plain Prefect flows, and
+    it is the baseline the benchmark compares the sojourn worker against.
+    """
+    settings = settings or get_settings()
+    pool = settings.work_pool + PROCESS_POOL_SUFFIX
+    async with get_client() as client:
+        await ensure_pool(client, settings, pool_type="process", name=pool)
+        deployments = await ensure_deployments(client, settings, pool=pool, suffix=PROCESS_POOL_SUFFIX)
+    return Bootstrapped(pool, deployments)
 
 
 async def deployment_id(client: PrefectClient, flow: str = "browse", suffix: str = "") -> UUID:

@@ -121,7 +121,7 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
                     await progress.update(done=len(spec.steps), current="Capturing")
                     await capture(run)
         manifest.status = "completed"
-        await progress.update(done=progress.total, current="Done")
+        await progress.update(done=progress.total, current="Done", final=True)
         logger.info("job %s completed: %d artifacts", job_id, len(run.artifacts))
     except asyncio.CancelledError:
         manifest.status = "cancelled"

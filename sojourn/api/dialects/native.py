@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sojourn.api.auth import Principal
@@ -137,8 +137,14 @@ async def submit_job(body: SubmitJob, principal: Principal = Depends(writer), sv
 
 
 @router.get("/jobs/{job_id}", summary="Get a job's status, progress and result")
-async def get_job(job_id: str, principal: Principal = Depends(reader), svc: JobService = Depends(jobs)) -> dict[str, Any]:
-    return render_job(await svc.get(job_id, principal))
+async def get_job(
+    job_id: str,
+    wait: float = Query(0, ge=0, le=60, description="seconds to wait for the job to finish before answering (long poll)"),
+    principal: Principal = Depends(reader),
+    svc: JobService = Depends(jobs),
+) -> dict[str, Any]:
+    view = await svc.wait(job_id, principal, wait) if wait else await svc.get(job_id, principal)
+    return render_job(view)
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel a job")

@@ -1,0 +1,432 @@
+"""Sojourn benchmark: everything measured in one run, on this machine, against raw Playwright.
+
+    make bench                      # full run
+    .venv/bin/python bench/run.py --quick
+
+It starts its own Prefect server (SQLite, temporary home), the Sojourn API and
+one sojourn worker, and a local site with a trivial page and a ~200 KB page.
+Measures:
+
+  (a) raw Playwright: warm Chromium, fresh context per job, concurrency C
+  (b) Sojourn end to end over REST (submit N screenshot jobs, wait for all)
+  (c) the same flow on Prefect's stock process worker
+  (d) one-at-a-time job latency p50/p95 vs a single raw Playwright job
+  (e) submit latency p50/p99 for a burst of submissions
+  (f) worker RSS (worker + its browsers) from job 100 to the last job
+
+Prints a table with ratios to (a) and writes bench/results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+TMP = Path(tempfile.mkdtemp(prefix="sojourn-bench-"))
+PREFECT_PORT = free_port()
+API_PORT = free_port()
+ADMIN_KEY = "sj_bench_" + os.urandom(8).hex()
+os.environ.update(
+    {
+        "PREFECT_HOME": str(TMP / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "SOJOURN_HOME": str(TMP / "home"),
+        "SOJOURN_API_PORT": str(API_PORT),
+        "SOJOURN_ADMIN_KEY": ADMIN_KEY,
+    }
+)
+
+import httpx  # noqa: E402
+
+from tests.site import Site  # noqa: E402
+
+SCREENSHOT = {"fullPage": True}
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, int(round(q / 100 * (len(values) - 1)))))
+    return values[k]
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def rss_tree_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants (the worker and its browsers)."""
+    total = 0
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+        stack.extend(children.get(p, []))
+    return total
+
+
+# --------------------------------------------------------------------------- (a) raw Playwright
+
+
+async def raw_playwright(urls: list[str], concurrency: int) -> dict:
+    from playwright.async_api import async_playwright
+
+    from sojourn.browser.discovery import CHROMIUM_ARGS, find_browser
+
+    choice = find_browser("chromium", os.environ.get("SOJOURN_CHROMIUM_EXECUTABLE"))
+    async with async_playwright() as p:
+        kwargs = {"executable_path": choice.executable} if choice and choice.executable else {}
+        browser = await p.chromium.launch(args=CHROMIUM_ARGS, **kwargs)
+        sem = asyncio.Semaphore(concurrency)
+        latencies: list[float] = []
+        failures = 0
+
+        async def job(url: str) -> None:
+            nonlocal failures
+            async with sem:
+                t = time.perf_counter()
+                try:
+                    ctx = await browser.new_context(viewport={"width": 1280, "height": 720})
+                    page = await ctx.new_page()
+                    await page.goto(url)
+                    await page.screenshot(full_page=True)
+                    await ctx.close()
+                    latencies.append(time.perf_counter() - t)
+                except Exception:
+                    failures += 1
+
+        await job(urls[0])  # warm
+        latencies.clear()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(job(u) for u in urls))
+        elapsed = time.perf_counter() - t0
+        await browser.close()
+    return {"jobs": len(urls), "ok": len(latencies), "failed": failures, "seconds": elapsed, "jobs_per_s": len(latencies) / elapsed,
+            "latency_p50": pct(latencies, 50), "latency_p95": pct(latencies, 95)}
+
+
+# --------------------------------------------------------------------------- (b)/(d)/(e) Sojourn over REST
+
+
+def job_body(url: str, priority: str = "normal") -> dict:
+    return {"type": "browse", "priority": priority, "input": {"steps": [{"url": url}], "capture": {"screenshot": SCREENSHOT}}}
+
+
+async def wait_all(http: httpx.AsyncClient, ids: list[str], timeout: float) -> dict[str, dict]:
+    pending = set(ids)
+    done: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for jid in list(pending):
+            r = await http.get(f"/api/v1/jobs/{jid}")
+            job = r.json()
+            if job.get("status") in ("completed", "failed", "cancelled"):
+                done[jid] = job
+                pending.discard(jid)
+        if pending:
+            await asyncio.sleep(0.25)
+    for jid in pending:
+        done[jid] = {"status": "timeout"}
+    return done
+
+
+async def sojourn_throughput(base: str, urls: list[str], timeout: float = 1800) -> dict:
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": ADMIN_KEY}, timeout=60) as http:
+        t0 = time.perf_counter()
+        ids = []
+        for u in urls:
+            r = await http.post("/api/v1/jobs", json=job_body(u))
+            r.raise_for_status()
+            ids.append(r.json()["jobId"])
+        done = await wait_all(http, ids, timeout)
+        elapsed = time.perf_counter() - t0
+    ok = sum(1 for j in done.values() if j["status"] == "completed")
+    return {"jobs": len(urls), "ok": ok, "failed": len(urls) - ok, "seconds": elapsed, "jobs_per_s": ok / elapsed}
+
+
+async def sojourn_latency(base: str, url: str, n: int) -> dict:
+    lat = []
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": ADMIN_KEY}, timeout=60) as http:
+        for _ in range(n):
+            t = time.perf_counter()
+            r = await http.post("/api/v1/jobs", json=job_body(url))
+            jid = r.json()["jobId"]
+            while True:
+                job = (await http.get(f"/api/v1/jobs/{jid}")).json()
+                if job["status"] in ("completed", "failed", "cancelled"):
+                    break
+                await asyncio.sleep(0.02)
+            lat.append(time.perf_counter() - t)
+    return {"n": n, "p50": pct(lat, 50), "p95": pct(lat, 95)}
+
+
+async def submit_burst(base: str, url: str, n: int, concurrency: int = 10) -> dict:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolUpdate
+
+    lat: list[float] = []
+    errors = 0
+    async with get_client() as client:
+        await client.update_work_pool("browsers", WorkPoolUpdate(is_paused=True))
+    ids: list[str] = []
+    try:
+        async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": ADMIN_KEY}, timeout=60, limits=httpx.Limits(max_connections=concurrency)) as http:
+            sem = asyncio.Semaphore(concurrency)
+
+            async def one() -> None:
+                nonlocal errors
+                async with sem:
+                    t = time.perf_counter()
+                    r = await http.post("/api/v1/jobs", json=job_body(url, "low"))
+                    lat.append((time.perf_counter() - t) * 1000)
+                    if r.status_code == 202:
+                        ids.append(r.json()["jobId"])
+                    else:
+                        errors += 1
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one() for _ in range(n)))
+            elapsed = time.perf_counter() - t0
+    finally:
+        async with get_client() as client:
+            for jid in ids:  # the burst measured submission only; drop the queued jobs
+                try:
+                    await client.delete_flow_run(jid)
+                except Exception:
+                    pass
+            await client.update_work_pool("browsers", WorkPoolUpdate(is_paused=False))
+    return {"n": n, "concurrency": concurrency, "errors": errors, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": max(lat), "per_s": n / elapsed}
+
+
+# --------------------------------------------------------------------------- (c) stock process worker
+
+
+async def process_worker(urls: list[str], concurrency: int, timeout: float = 900) -> dict:
+    from prefect.client.orchestration import get_client
+
+    from sojourn.deployments.bootstrap import bootstrap_process_pool
+
+    boot = await bootstrap_process_pool()
+    log = open(TMP / "process-worker.log", "wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", boot.pool, "--type", "process", "--limit", str(concurrency)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        async with get_client() as client:
+            t0 = time.perf_counter()
+            runs = [
+                await client.create_flow_run_from_deployment(boot.deployments["browse"], parameters={"spec": {"steps": [{"url": u}], "capture": {"screenshot": SCREENSHOT}}})
+                for u in urls
+            ]
+            pending = {r.id for r in runs}
+            ok = 0
+            deadline = time.monotonic() + timeout
+            while pending and time.monotonic() < deadline:
+                for rid in list(pending):
+                    fr = await client.read_flow_run(rid)
+                    if fr.state and fr.state.is_final():
+                        pending.discard(rid)
+                        ok += fr.state.is_completed()
+                await asyncio.sleep(0.5)
+            elapsed = time.perf_counter() - t0
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    return {"jobs": len(urls), "ok": ok, "failed": len(urls) - ok, "seconds": elapsed, "jobs_per_s": ok / elapsed}
+
+
+# --------------------------------------------------------------------------- (f) worker memory
+
+
+async def worker_rss(base: str, url: str, total: int, worker_pid: int, concurrency: int) -> dict:
+    samples: dict[int, int] = {}
+    done = 0
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": ADMIN_KEY}, timeout=60) as http:
+        while done < total:
+            batch = min(50, total - done)
+            ids = []
+            for _ in range(batch):
+                r = await http.post("/api/v1/jobs", json=job_body(url))
+                ids.append(r.json()["jobId"])
+            await wait_all(http, ids, 900)
+            done += batch
+            samples[done] = rss_tree_kb(worker_pid)
+    at100 = samples.get(100) or next(iter(samples.values()))
+    last = samples[max(samples)]
+    return {"jobs": total, "rss_kb": samples, "rss_at_100_kb": at100, "rss_at_end_kb": last, "change": (last - at100) / at100}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def fresh_postgres_database(server_url: str) -> str:
+    """Create an empty database for this run's Prefect server; returns its SQLAlchemy URL."""
+    import asyncpg
+
+    name = f"sojourn_bench_{os.getpid()}"
+    plain = server_url.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def create() -> None:
+        conn = await asyncpg.connect(plain + "/postgres")
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return f"{server_url}/{name}"
+
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small numbers, a few minutes")
+    ap.add_argument("--concurrency", "-c", type=int, default=4)
+    ap.add_argument("--jobs", "-n", type=int, default=None)
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c,d,e,f")
+    ap.add_argument("--prefect-db", choices=["sqlite", "postgres"], default="sqlite", help="database behind the Prefect server")
+    ap.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432", help="server URL (a fresh database is created on it)")
+    ap.add_argument("--burst-concurrency", type=int, default=4)
+    args = ap.parse_args()
+    quick = args.quick
+    C = args.concurrency
+    N = args.jobs or (24 if quick else 80)
+    skip = set(filter(None, args.skip.split(",")))
+    results: dict = {"machine": {"cores": os.cpu_count()}, "concurrency": C, "jobs": N, "quick": quick, "prefect_db": args.prefect_db}
+
+    server_env = os.environ.copy()
+    if args.prefect_db == "postgres":
+        server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = fresh_postgres_database(args.postgres_url)
+    logs = open(TMP / "prefect.log", "wb")
+    procs = [subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)], stdout=logs, stderr=subprocess.STDOUT, env=server_env)]
+    try:
+        wait_http(f"http://127.0.0.1:{PREFECT_PORT}/api/health")
+        env = os.environ.copy()
+        env["SOJOURN_MAX_CONCURRENCY"] = str(C)
+        procs.append(subprocess.Popen([sys.executable, "-m", "sojourn.cli", "api"], env=env, stdout=open(TMP / "api.log", "wb"), stderr=subprocess.STDOUT))
+        base = f"http://127.0.0.1:{API_PORT}"
+        wait_http(f"{base}/health")
+        worker = subprocess.Popen([sys.executable, "-m", "sojourn.cli", "worker"], env=env, stdout=open(TMP / "worker.log", "wb"), stderr=subprocess.STDOUT)
+        procs.append(worker)
+        with Site() as site:
+            pages = {"trivial": site.url("/"), "heavy": site.url("/heavy")}
+            results["page_bytes"] = {k: len(httpx.get(u).content) for k, u in pages.items()}
+            # warm the worker's browser
+            asyncio.run(sojourn_throughput(base, [pages["trivial"]] * 2))
+            for name, url in pages.items():
+                urls = [f"{url}{'&' if '?' in url else '?'}i={i}" for i in range(N)]
+                part: dict = {}
+                if "a" not in skip:
+                    part["a_raw"] = asyncio.run(raw_playwright(urls, C))
+                if "b" not in skip:
+                    part["b_sojourn"] = asyncio.run(sojourn_throughput(base, urls))
+                if "c" not in skip and name == "trivial":
+                    part["c_process_worker"] = asyncio.run(process_worker(urls[: (6 if quick else 12)], C))
+                results[name] = part
+                print(name, json.dumps(part, indent=1), flush=True)
+            if "d" not in skip:
+                single = asyncio.run(raw_playwright([pages["trivial"]] * (10 if quick else 30), 1))
+                results["d_latency"] = {"raw_single": single, "sojourn": asyncio.run(sojourn_latency(base, pages["trivial"], 10 if quick else 30))}
+                print("d", json.dumps(results["d_latency"], indent=1), flush=True)
+            if "e" not in skip:
+                results["e_submit"] = asyncio.run(submit_burst(base, pages["trivial"], 100 if quick else 500, args.burst_concurrency))
+                print("e", json.dumps(results["e_submit"], indent=1), flush=True)
+            if "f" not in skip:
+                results["f_rss"] = asyncio.run(worker_rss(base, pages["trivial"], 200 if quick else 1000, worker.pid, C))
+                print("f", json.dumps({k: v for k, v in results["f_rss"].items() if k != "rss_kb"}, indent=1), flush=True)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    report(results)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if quick else ''}.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nresults: {path}\nlogs: {TMP}")
+
+
+def report(r: dict) -> None:
+    rows = []
+    targets = {"heavy": 0.75, "trivial": 0.5}
+    for name in ("trivial", "heavy"):
+        part = r.get(name, {})
+        raw = part.get("a_raw", {}).get("jobs_per_s")
+        for key, label in (("a_raw", "(a) raw Playwright"), ("b_sojourn", "(b) Sojourn over REST"), ("c_process_worker", "(c) stock process worker")):
+            if key in part:
+                v = part[key]["jobs_per_s"]
+                ratio = f"{v / raw:.2f}" if raw else "-"
+                target = f">= {targets[name]}" if key == "b_sojourn" else ""
+                rows.append((f"{name}: {label}", f"{v:.2f} jobs/s ({part[key]['ok']}/{part[key]['jobs']} ok)", ratio, target))
+        if "b_sojourn" in part and "c_process_worker" in part:
+            rows.append((f"{name}: (b)/(c)", f"{part['b_sojourn']['jobs_per_s'] / part['c_process_worker']['jobs_per_s']:.1f}x", "", ">= 5"))
+    if "d_latency" in r:
+        d = r["d_latency"]
+        raw = d["raw_single"]["latency_p50"]
+        rows.append(("(d) one job, raw Playwright p50", f"{raw * 1000:.0f} ms", "1.00", ""))
+        rows.append(("(d) one job, Sojourn p50 / p95", f"{d['sojourn']['p50'] * 1000:.0f} / {d['sojourn']['p95'] * 1000:.0f} ms", f"{d['sojourn']['p50'] / raw:.2f}", "<= 2.0"))
+    if "e_submit" in r:
+        e = r["e_submit"]
+        rows.append((f"(e) submit x{e['n']} (c={e['concurrency']}) p50 / p99", f"{e['p50_ms']:.0f} / {e['p99_ms']:.0f} ms (max {e['max_ms']:.0f})", "", "p99 <= 50 ms"))
+    if "f_rss" in r:
+        f = r["f_rss"]
+        rows.append((f"(f) worker RSS job 100 -> {f['jobs']}", f"{f['rss_at_100_kb'] / 1024:.0f} -> {f['rss_at_end_kb'] / 1024:.0f} MB", f"{f['change'] * 100:+.1f}%", "within ±10%"))
+    width = max(len(x[0]) for x in rows) + 2
+    print("\n" + "measure".ljust(width) + "result".ljust(44) + "ratio".ljust(8) + "target")
+    for a, b, c, d in rows:
+        print(a.ljust(width) + b.ljust(44) + c.ljust(8) + d)
+
+
+if __name__ == "__main__":
+    main()

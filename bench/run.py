@@ -158,25 +158,26 @@ def job_body(url: str, priority: str = "normal") -> dict:
 
 
 async def wait_all(http: httpx.AsyncClient, ids: list[str], timeout: float) -> dict[str, dict]:
-    pending = set(ids)
-    done: dict[str, dict] = {}
+    """Long-poll every job (GET ?wait=60, driven by Prefect events in the API): no status polling load."""
     deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for jid in list(pending):
-            r = await http.get(f"/api/v1/jobs/{jid}")
-            job = r.json()
+
+    async def one(jid: str) -> dict:
+        while time.monotonic() < deadline:
+            job = (await http.get(f"/api/v1/jobs/{jid}", params={"wait": 60}, timeout=90)).json()
             if job.get("status") in ("completed", "failed", "cancelled"):
-                done[jid] = job
-                pending.discard(jid)
-        if pending:
-            await asyncio.sleep(0.25)
-    for jid in pending:
-        done[jid] = {"status": "timeout"}
-    return done
+                return job
+        return {"status": "timeout"}
+
+    results = await asyncio.gather(*(one(j) for j in ids))
+    return dict(zip(ids, results))
+
+
+def api_client(base: str, connections: int = 200) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base, headers={"X-API-Key": ADMIN_KEY}, timeout=60, limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))
 
 
 async def sojourn_throughput(base: str, urls: list[str], timeout: float = 1800) -> dict:
-    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": ADMIN_KEY}, timeout=60) as http:
+    async with api_client(base, len(urls) + 10) as http:
         t0 = time.perf_counter()
         ids = []
         for u in urls:
@@ -191,16 +192,12 @@ async def sojourn_throughput(base: str, urls: list[str], timeout: float = 1800) 
 
 async def sojourn_latency(base: str, url: str, n: int) -> dict:
     lat = []
-    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": ADMIN_KEY}, timeout=60) as http:
+    async with api_client(base) as http:
         for _ in range(n):
             t = time.perf_counter()
             r = await http.post("/api/v1/jobs", json=job_body(url))
             jid = r.json()["jobId"]
-            while True:
-                job = (await http.get(f"/api/v1/jobs/{jid}")).json()
-                if job["status"] in ("completed", "failed", "cancelled"):
-                    break
-                await asyncio.sleep(0.02)
+            await wait_all(http, [jid], 120)
             lat.append(time.perf_counter() - t)
     return {"n": n, "p50": pct(lat, 50), "p95": pct(lat, 95)}
 
@@ -287,7 +284,7 @@ async def process_worker(urls: list[str], concurrency: int, timeout: float = 900
 async def worker_rss(base: str, url: str, total: int, worker_pid: int, concurrency: int) -> dict:
     samples: dict[int, int] = {}
     done = 0
-    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": ADMIN_KEY}, timeout=60) as http:
+    async with api_client(base) as http:
         while done < total:
             batch = min(50, total - done)
             ids = []

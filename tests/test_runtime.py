@@ -147,3 +147,17 @@ def test_cancelling_a_job_that_waits_for_its_time(stack, site):
         time.sleep(max(0.0, (run_at - datetime.now(timezone.utc)).total_seconds()) + 1)
         assert http.get(f"/api/v1/jobs/{job_id}").json()["status"] == "cancelled"  # and it never ran
         assert not [h for h in site.state.requests_to("/") if h.query.get("t") == [tag]]
+
+
+def test_long_poll_answers_when_the_job_finishes(stack, site):
+    with stack.client() as http:
+        job_id = submit(http, [{"url": site.url("/"), "actions": ["page.waitForTimeout(800)"]}])
+        started = time.monotonic()
+        job = http.get(f"/api/v1/jobs/{job_id}", params={"wait": 30}).json()
+        assert job["status"] == "completed"
+        assert time.monotonic() - started < 25
+        # a finished job answers at once, however long the wait asked for
+        started = time.monotonic()
+        assert http.get(f"/api/v1/jobs/{job_id}", params={"wait": 30}).json()["status"] == "completed"
+        assert time.monotonic() - started < 2
+        assert http.get(f"/api/v1/jobs/{job_id}", params={"wait": 99}).status_code == 422

@@ -110,6 +110,36 @@ def rss_tree_kb(pid: int) -> int:
     return total
 
 
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        stack.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process tree: live processes plus the children they have reaped."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in _descendants(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / tick
+
+
 # --------------------------------------------------------------------------- (a) raw Playwright
 
 
@@ -352,6 +382,7 @@ def main() -> None:
         wait_http(f"{base}/health")
         worker = subprocess.Popen([sys.executable, "-m", "sojourn.cli", "worker"], env=env, stdout=open(TMP / "worker.log", "wb"), stderr=subprocess.STDOUT)
         procs.append(worker)
+        roles = {"prefect_server": procs[0], "api": procs[1], "worker_and_browser": worker}
         with Site() as site:
             pages = {"trivial": site.url("/"), "heavy": site.url("/heavy")}
             results["page_bytes"] = {k: len(httpx.get(u).content) for k, u in pages.items()}
@@ -363,7 +394,10 @@ def main() -> None:
                 if "a" not in skip:
                     part["a_raw"] = asyncio.run(raw_playwright(urls, C))
                 if "b" not in skip:
+                    before = {k: cpu_seconds(p.pid) for k, p in roles.items()}
                     part["b_sojourn"] = asyncio.run(sojourn_throughput(base, urls))
+                    ok = max(1, part["b_sojourn"]["ok"])
+                    part["b_cpu_seconds_per_job"] = {k: round((cpu_seconds(p.pid) - before[k]) / ok, 3) for k, p in roles.items()}
                 if "c" not in skip and name == "trivial":
                     part["c_process_worker"] = asyncio.run(process_worker(urls[: (6 if quick else 12)], C))
                 results[name] = part
@@ -408,6 +442,10 @@ def report(r: dict) -> None:
                 rows.append((f"{name}: {label}", f"{v:.2f} jobs/s ({part[key]['ok']}/{part[key]['jobs']} ok)", ratio, target))
         if "b_sojourn" in part and "c_process_worker" in part:
             rows.append((f"{name}: (b)/(c)", f"{part['b_sojourn']['jobs_per_s'] / part['c_process_worker']['jobs_per_s']:.1f}x", "", ">= 5"))
+    for name in ("trivial", "heavy"):
+        cpu = r.get(name, {}).get("b_cpu_seconds_per_job")
+        if cpu:
+            rows.append((f"{name}: CPU s per job (b)", ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()), "", ""))
     if "d_latency" in r:
         d = r["d_latency"]
         raw = d["raw_single"]["latency_p50"]

@@ -14,12 +14,20 @@ import re
 import time
 from typing import Any
 
-from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.artifacts import ProgressArtifact, aupdate_progress_artifact
 from prefect.events import emit_event
 
 log = logging.getLogger(__name__)
 
 _DESC_RE = re.compile(r"^Step (\d+) of (\d+)(?: done)?: (.*)$", re.S)
+
+
+def run_client() -> Any:
+    """The flow run's own API client: a fresh client per call costs a new connection each time."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return ctx.client if ctx is not None else None
 
 
 def describe(done: int, total: int, current: str) -> str:
@@ -56,21 +64,25 @@ class Progress:
         self._last = 0.0
         self._deferred: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._created: asyncio.Task[None] | None = None
 
     @property
     def percentage(self) -> float:
         return round(100.0 * self.done / self.total, 1)
 
-    async def start(self, current: str) -> None:
+    def start(self, current: str) -> None:
+        """Create the artifact in the background: the job's browser work need not wait for it."""
         self.current = current
+        self._last = time.monotonic()
+        self._created = asyncio.ensure_future(self._create())
+        self._emit()
+
+    async def _create(self) -> None:
         try:
-            self._artifact_id = await acreate_progress_artifact(
-                progress=0.0, key=None, description=describe(0, self.total, current)
-            )
+            artifact = ProgressArtifact(progress=0.0, description=describe(0, self.total, self.current))
+            self._artifact_id = (await artifact.acreate(client=run_client())).id
         except Exception as exc:  # progress is best effort; the job goes on
             log.warning("could not create progress artifact: %s", exc)
-        self._last = time.monotonic()
-        self._emit()
 
     async def update(self, *, done: int | None = None, current: str | None = None, final: bool = False) -> None:
         if done is not None:
@@ -87,6 +99,14 @@ class Progress:
             # Too soon after the last one: send the latest state once the interval has passed.
             self._deferred = asyncio.ensure_future(self._push_later(wait))
 
+    async def flush(self) -> None:
+        """Settle background work (the artifact's creation, a deferred update) before the run ends."""
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
+        if self._created is not None:
+            await asyncio.gather(self._created, return_exceptions=True)
+
     async def _push_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
         self._deferred = None
@@ -94,11 +114,14 @@ class Progress:
 
     async def _push(self) -> None:
         async with self._lock:  # in order: a late deferred push never overwrites the final one
+            if self._created is not None:
+                await self._created
             self._last = time.monotonic()
             if self._artifact_id is not None:
                 try:
                     await aupdate_progress_artifact(
-                        self._artifact_id, progress=self.percentage, description=describe(self.done, self.total, self.current)
+                        self._artifact_id, progress=self.percentage, description=describe(self.done, self.total, self.current),
+                        client=run_client(),
                     )
                 except Exception as exc:
                     log.warning("could not update progress artifact: %s", exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from prefect.artifacts import acreate_markdown_artifact
+from prefect.artifacts import MarkdownArtifact
 
 from sojourn.blocks.artifact_store import Manifest
 from sojourn.settings import get_settings
@@ -42,6 +42,8 @@ def manifest_markdown(manifest: Manifest) -> str:
 async def publish_to_ui(manifest: Manifest) -> None:
     """One markdown artifact (its image shows the screenshot); best effort, never fails the job."""
     try:
-        await acreate_markdown_artifact(markdown=manifest_markdown(manifest), description="Sojourn job captures")
+        from sojourn.progress import run_client
+
+        await MarkdownArtifact(markdown=manifest_markdown(manifest), description="Sojourn job captures").acreate(client=run_client())
     except Exception as exc:
         log.warning("could not publish captures to the Prefect UI: %s", exc)

@@ -342,7 +342,7 @@ async def test_alerts_are_read_from_the_page_and_popups(site):
         {
             "steps": [
                 {"url": site.url("/dialogs"), "actions": ["page.click('#alert')"]},
-                {"url": site.url("/popup"), "actions": ["page.click('#open')", "page.waitForTimeout(500)"]},
+                {"url": site.url("/popup"), "actions": ["page.click('#open')", "page.waitForTimeout(2000)"]},
             ],
             "capture": {"alerts": True},
         }

@@ -105,7 +105,7 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
     handle = None
     try:
         pool.require(spec.browser)
-        await progress.start(step_label(0, spec.steps[0]) if spec.steps else "Starting")
+        progress.start(step_label(0, spec.steps[0]) if spec.steps else "Starting")
         async with asyncio.timeout(spec.effective_timeout):
             async with pool.context(
                 spec.browser, video=spec.capture.video, trace=spec.capture.trace, **context_options(spec)
@@ -121,7 +121,6 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
                     await progress.update(done=len(spec.steps), current="Capturing")
                     await capture(run)
         manifest.status = "completed"
-        await progress.update(done=progress.total, current="Done", final=True)
         logger.info("job %s completed: %d artifacts", job_id, len(run.artifacts))
     except asyncio.CancelledError:
         manifest.status = "cancelled"
@@ -149,8 +148,9 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
             if spec.capture.console:
                 manifest.console = session.console
         manifest.finished_at = datetime.now(timezone.utc)
-        await store.write_manifest(manifest)
-        await publish_to_ui(manifest)
+        # Independent round trips, at once: they are most of a short job's tail.
+        final_progress = progress.update(done=progress.total, current="Done", final=True) if manifest.status == "completed" else progress.flush()
+        await asyncio.gather(store.write_manifest(manifest), publish_to_ui(manifest), final_progress)
     return manifest
 
 

@@ -353,6 +353,9 @@ def fresh_postgres_database(server_url: str) -> str:
 
 
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: stop what we started
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small numbers, a few minutes")
     ap.add_argument("--concurrency", "-c", type=int, default=4)

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     worker_shutdown_grace: float = Field(default=30.0, ge=0, description="seconds in-flight jobs get to finish on shutdown")
     crash_after_seconds: float = Field(default=20.0, gt=0, description="a job whose worker sent no heartbeat for this long is crashed")
     submit_timeout: float = Field(default=10.0, gt=0, description="seconds one attempt to queue a job with Prefect may take")
+    tourist_auth: bool = Field(default=True, description="Tourist dialect: require visit tokens (false for private deployments)")
+    tourist_secret: SecretStr | None = Field(default=None, description="signs Tourist tokens; generated and stored under SOJOURN_HOME when unset")
+    result_retention_seconds: float = Field(default=7 * 24 * 3600, gt=0, description="how long job results stay readable")
     sync_wait_seconds: float = Field(default=120.0, gt=0, description="longest a sync request waits for its job")
 
     @property

@@ -123,10 +123,12 @@ class Stack:
                 "SOJOURN_WORKER_HEARTBEAT_SECONDS": "2",
                 "SOJOURN_CRASH_AFTER_SECONDS": "8",
                 "SOJOURN_WORKER_SHUTDOWN_GRACE": "5",
+                "SOJOURN_SYNC_WAIT_SECONDS": "20",
                 "PREFECT_LOGGING_LEVEL": "INFO",
             }
         )
         self.base = f"http://127.0.0.1:{self.api_port}"
+        self.env["SOJOURN_PUBLIC_URL"] = self.base
         self.api: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
         self._n = 0
@@ -151,6 +153,12 @@ class Stack:
 
     def start_worker(self) -> None:
         self.worker = self._spawn("worker")
+
+    def stop_worker(self, timeout: float = 60) -> int:
+        """SIGTERM, as a service manager stops it; returns the exit status."""
+        assert self.worker is not None
+        self.worker.terminate()
+        return self.worker.wait(timeout)
 
     def kill_worker(self) -> None:
         assert self.worker is not None

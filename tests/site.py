@@ -61,6 +61,10 @@ PAGES: dict[str, bytes] = {
         <button id=confirm onclick="result.textContent = confirm('sure?') ? 'confirmed' : 'declined'">confirm</button>
         <button id=prompt onclick="result.textContent = 'prompted:' + prompt('name?')">prompt</button>""",
     ),
+    "/confirm-nav": page(
+        "Confirm",
+        """<button id=ask onclick="location = '/echo?answer=' + (confirm('sure?') ? 'yes' : 'no')">ask</button>""",
+    ),
     "/alert-on-load": page("Alert", "<h1>alerting</h1>", "<script>alert('loaded alert')</script>"),
     "/popup": page(
         "Popup",

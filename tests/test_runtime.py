@@ -161,3 +161,21 @@ def test_long_poll_answers_when_the_job_finishes(stack, site):
         assert http.get(f"/api/v1/jobs/{job_id}", params={"wait": 30}).json()["status"] == "completed"
         assert time.monotonic() - started < 2
         assert http.get(f"/api/v1/jobs/{job_id}", params={"wait": 99}).status_code == 422
+
+
+@pytest.mark.slow
+def test_a_stopping_worker_finishes_short_jobs_and_hands_long_ones_back(stack, site):
+    """SOJOURN_WORKER_SHUTDOWN_GRACE is 5 s in the test stack."""
+    short_tag, long_tag = uuid.uuid4().hex, uuid.uuid4().hex
+    with stack.client() as http:
+        short = submit(http, [{"url": site.url(f"/?t={short_tag}"), "actions": ["page.waitForTimeout(1500)"]}])
+        long = submit(http, [{"url": site.url(f"/?t={long_tag}"), "actions": ["page.waitForTimeout(9000)"]}])
+        wait_for(http, short, statuses=("processing",), timeout=30)
+        wait_for(http, long, statuses=("processing",), timeout=30)
+        assert stack.stop_worker() == 0
+        assert http.get(f"/api/v1/jobs/{short}").json()["status"] == "completed"
+        assert http.get(f"/api/v1/jobs/{long}").json()["status"] == "submitted"  # handed back, not lost
+        stack.start_worker()
+        assert wait_for(http, long, timeout=60)["status"] == "completed"
+    visits = [h for h in site.state.requests_to("/") if h.query.get("t") == [long_tag]]
+    assert len(visits) == 2  # run again from the start by the next worker

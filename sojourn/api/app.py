@@ -11,6 +11,7 @@ from prefect.client.orchestration import get_client
 from sojourn.api import errors
 from sojourn.api.auth import KeyAuth, ensure_admin_key
 from sojourn.api.dialects import native
+from sojourn.api.dialects.tourist import create_tourist_app
 from sojourn.api.events import EventHub
 from sojourn.api.jobs import JobService
 from sojourn.blocks.artifact_store import ArtifactStore
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = KeyAuth(settings)
     errors.install(app)
     app.include_router(native.router)
+    app.mount("/tourist", create_tourist_app(app, settings))
 
     @app.get("/health", tags=["system"], summary="Liveness")
     async def health() -> dict[str, str]:

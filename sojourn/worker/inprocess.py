@@ -58,6 +58,21 @@ class SojournWorkerResult(BaseWorkerResult):
     pass
 
 
+def sojourn_entrypoint(entrypoint: str) -> tuple[str, str]:
+    """(module, attribute) of a Sojourn flow; anything else is refused.
+
+    Accepts module paths (``sojourn.flows.browse:browse``, what bootstrap
+    writes) and file paths inside the package (``sojourn/flows/browse.py:browse``,
+    what ``prefect deploy`` writes from prefect.yaml).
+    """
+    path, _, attr = entrypoint.rpartition(":")
+    if path.endswith(".py"):
+        path = path[: -len(".py")].replace("/", ".")
+    if not attr or not path.startswith(ALLOWED_ENTRYPOINT_PREFIX) or not all(p.isidentifier() for p in path.split(".")):
+        raise RuntimeError(f"refusing to load entrypoint {entrypoint!r}: not a Sojourn flow")
+    return path, attr
+
+
 def default_worker_name() -> str:
     return f"sojourn-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -166,10 +181,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         key = str(flow_run.deployment_id)
         if key not in self._flows:
             deployment = await self.client.read_deployment(flow_run.deployment_id)
-            entrypoint = deployment.entrypoint or ""
-            if not entrypoint.startswith(ALLOWED_ENTRYPOINT_PREFIX) or ":" not in entrypoint:
-                raise RuntimeError(f"refusing to load entrypoint {entrypoint!r}: not a Sojourn flow")
-            module, attr = entrypoint.split(":", 1)
+            module, attr = sojourn_entrypoint(deployment.entrypoint or "")
             self._flows[key] = getattr(importlib.import_module(module), attr)
         return self._flows[key]
 

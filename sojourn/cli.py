@@ -125,7 +125,7 @@ def worker(
     """Run a sojourn worker: polls the work pool, runs jobs in-process with a warm browser."""
     from sojourn.worker.inprocess import run_worker
 
-    asyncio.run(run_worker(_settings(), name=name, limit=limit))
+    run_worker(_settings(), name=name, limit=limit)
 
 
 @app.command()

@@ -126,8 +126,10 @@ def test_killing_the_worker_mid_job_never_leaves_it_processing(stack, site):
     with stack.client() as http:
         job_id = submit(http, [{"url": site.url("/never?s=60"), "timeout": 120}])
         wait_for(http, job_id, statuses=("processing",), timeout=30)
-        stack.kill_worker()
-        stack.start_worker()
+        try:
+            stack.kill_worker()
+        finally:
+            stack.start_worker()
         job = wait_for(http, job_id, statuses=("failed", "completed", "cancelled"), timeout=60)
         assert job["status"] == "failed"
         assert job["error"]["code"] == "WORKER_LOST"
@@ -172,10 +174,12 @@ def test_a_stopping_worker_finishes_short_jobs_and_hands_long_ones_back(stack, s
         long = submit(http, [{"url": site.url(f"/?t={long_tag}"), "actions": ["page.waitForTimeout(9000)"]}])
         wait_for(http, short, statuses=("processing",), timeout=30)
         wait_for(http, long, statuses=("processing",), timeout=30)
-        assert stack.stop_worker() == 0
-        assert http.get(f"/api/v1/jobs/{short}").json()["status"] == "completed"
-        assert http.get(f"/api/v1/jobs/{long}").json()["status"] == "submitted"  # handed back, not lost
-        stack.start_worker()
+        try:
+            assert stack.stop_worker() == 0
+            assert http.get(f"/api/v1/jobs/{short}").json()["status"] == "completed"
+            assert http.get(f"/api/v1/jobs/{long}").json()["status"] == "submitted"  # handed back, not lost
+        finally:
+            stack.start_worker()
         assert wait_for(http, long, timeout=60)["status"] == "completed"
     visits = [h for h in site.state.requests_to("/") if h.query.get("t") == [long_tag]]
     assert len(visits) == 2  # run again from the start by the next worker

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
+from prefect.states import AwaitingRetry, Cancelled
 from prefect.tasks import exponential_backoff
 
 from sojourn import cancellation
@@ -67,8 +67,11 @@ async def browse(spec: JobSpec) -> Any:
     try:
         manifest = await body
     except asyncio.CancelledError:
-        if cancellation.was_requested(job_id):
+        why = cancellation.reason(job_id)
+        if why == "cancel":
             return Cancelled(message="Cancelled by request.")
+        if why == "handback":
+            return AwaitingRetry(message="The worker shut down; handed back to the pool.", scheduled_time=datetime.now(timezone.utc))
         raise
     finally:
         cancellation.unregister(job_id)

@@ -94,6 +94,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         super().__init__(*args, **kwargs)
         self._running: dict[uuid.UUID, asyncio.Task[Any]] = {}
         self._cancel_requested: set[uuid.UUID] = set()
+        self._handed_back: set[uuid.UUID] = set()
         self._wake = asyncio.Event()
         self._flows: dict[str, Any] = {}
         self._accepting = True
@@ -149,7 +150,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-            if flow_run.id not in self._cancel_requested:
+            if flow_run.id not in self._cancel_requested and flow_run.id not in self._handed_back:
                 raise
         except Exception as exc:  # the engine reports the state itself
             log.debug("flow run %s raised %s", flow_run.id, exc)
@@ -191,7 +192,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         if task is None or task.done():
             return
         log.info("cancelling flow run %s", flow_run_id)
-        if cancellation.request(str(flow_run_id)):
+        if cancellation.request(str(flow_run_id), "cancel"):
             return  # the flow ends itself Cancelled
         # Not in its body yet (or not a Sojourn flow): stop the engine, then record Cancelled.
         self._cancel_requested.add(flow_run_id)
@@ -287,17 +288,28 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         for fid, task in list(self._running.items()):
             if task.done():
                 continue
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await self.client.set_flow_run_state(
-                fid, AwaitingRetry(message="Worker shut down; handed back to the pool.", scheduled_time=datetime.now(timezone.utc)), force=True
-            )
+            self._handed_back.add(fid)
+            if cancellation.request(str(fid), "handback"):
+                await asyncio.gather(task, return_exceptions=True)  # the flow ends itself AwaitingRetry
+            else:  # not in its body yet: stop it here and reschedule it
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await self.client.set_flow_run_state(
+                    fid, AwaitingRetry(message="Worker shut down; handed back to the pool.", scheduled_time=datetime.now(timezone.utc)), force=True
+                )
             log.info("handed flow run %s back to the pool", fid)
 
 
-async def run_worker(settings: Settings | None = None, *, name: str | None = None, limit: int | None = None) -> None:
-    """Entry point for ``sojourn worker``: runs until SIGINT/SIGTERM."""
+def run_worker(settings: Settings | None = None, *, name: str | None = None, limit: int | None = None) -> None:
+    """Entry point for ``sojourn worker``: runs until SIGINT/SIGTERM, then drains.
+
+    The worker's event loop runs in a thread of its own. Prefect's flow engine
+    installs a SIGTERM handler that raises inside whatever the main thread is
+    doing when a flow runs there; off the main thread it leaves signals alone,
+    and this thread turns them into a graceful stop.
+    """
     import signal
+    import threading
 
     settings = settings or get_settings()
     kwargs: dict[str, Any] = {"settings": settings}
@@ -305,12 +317,40 @@ async def run_worker(settings: Settings | None = None, *, name: str | None = Non
         kwargs["name"] = name
     if limit:
         kwargs["limit"] = limit
-    worker = SojournWorker(**kwargs)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await worker.serve(stop=stop)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, asyncio.Event] = {}
+    failure: list[BaseException] = []
+
+    async def main() -> None:
+        holder["stop"] = asyncio.Event()
+        ready.set()
+        await SojournWorker(**kwargs).serve(stop=holder["stop"])
+
+    def target() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+        finally:
+            ready.set()
+            loop.close()
+
+    thread = threading.Thread(target=target, name="sojourn-worker-loop")
+    thread.start()
+    ready.wait()
+
+    def stop(_sig: int, _frame: Any) -> None:
+        if "stop" in holder and not loop.is_closed():
+            loop.call_soon_threadsafe(holder["stop"].set)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while thread.is_alive():
+        thread.join(0.5)
+    if failure:
+        raise failure[0]
 
 
 __all__ = ["SojournWorker", "run_worker"]

@@ -55,14 +55,13 @@ class JobSession:
         self.dialogs: list[dict[str, Any]] = []
         self.policies: list[DialogPolicy] = []
         self.mid_step_screenshots: list[bytes] = []
-        context.on("page", self._watch)
-        self._watch(page)
+        # Context-wide listeners exist before any popup does, so a popup's
+        # alert() on load is seen (a per-page listener attached on the "page"
+        # event can come too late, and Playwright auto-dismisses unheard dialogs).
+        context.on("dialog", self._on_dialog)
+        context.on("console", self._on_console)
 
     # ------------------------------------------------------------------ observers
-    def _watch(self, page: Page) -> None:
-        page.on("dialog", self._on_dialog)
-        page.on("console", self._on_console)
-
     def _on_console(self, msg: Any) -> None:
         if len(self.console) < MAX_MESSAGES:
             self.console.append({"type": msg.type, "text": msg.text})

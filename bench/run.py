@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,41 +72,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def wait_http(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up")
+    from sojourn.readiness import wait_until_up
 
-
-def rss_tree_kb(pid: int) -> int:
-    """Resident memory of a process and all its descendants (the worker and its browsers)."""
-    total = 0
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    stack = [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-        stack.extend(children.get(p, []))
-    return total
+    wait_until_up(url, timeout=timeout)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -125,6 +92,19 @@ def _descendants(pid: int) -> list[int]:
         out.append(p)
         stack.extend(children.get(p, []))
     return out
+
+
+def rss_tree_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants (the worker and its browsers)."""
+    total = 0
+    for p in _descendants(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
@@ -324,6 +304,7 @@ async def worker_rss(base: str, url: str, total: int, worker_pid: int, concurren
             await wait_all(http, ids, 900)
             done += batch
             samples[done] = rss_tree_kb(worker_pid)
+            print(f"f: {done} jobs, worker tree RSS {samples[done] / 1024:.0f} MB", flush=True)
     at100 = samples.get(100) or next(iter(samples.values()))
     last = samples[max(samples)]
     return {"jobs": total, "rss_kb": samples, "rss_at_100_kb": at100, "rss_at_end_kb": last, "change": (last - at100) / at100}
@@ -364,6 +345,7 @@ def main() -> None:
     ap.add_argument("--prefect-db", choices=["sqlite", "postgres"], default="sqlite", help="database behind the Prefect server")
     ap.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432", help="server URL (a fresh database is created on it)")
     ap.add_argument("--burst-concurrency", type=int, default=4)
+    ap.add_argument("--rss-jobs", type=int, default=None, help="jobs for (f); default 1000 (200 with --quick)")
     args = ap.parse_args()
     quick = args.quick
     C = args.concurrency
@@ -413,7 +395,7 @@ def main() -> None:
                 results["e_submit"] = asyncio.run(submit_burst(base, pages["trivial"], 100 if quick else 500, args.burst_concurrency))
                 print("e", json.dumps(results["e_submit"], indent=1), flush=True)
             if "f" not in skip:
-                results["f_rss"] = asyncio.run(worker_rss(base, pages["trivial"], 200 if quick else 1000, worker.pid, C))
+                results["f_rss"] = asyncio.run(worker_rss(base, pages["trivial"], args.rss_jobs or (200 if quick else 1000), worker.pid, C))
                 print("f", json.dumps({k: v for k, v in results["f_rss"].items() if k != "rss_kb"}, indent=1), flush=True)
     finally:
         for p in reversed(procs):

@@ -34,19 +34,12 @@ def _prefect_env(settings, api_url: str | None = None) -> dict[str, str]:
 
 
 def _wait_http(url: str, proc: subprocess.Popen | None, timeout: float, what: str) -> None:
-    import httpx
+    from sojourn.readiness import NotReady, wait_until_up
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise typer.Exit(f"{what} exited with status {proc.returncode}; see its output above")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise typer.Exit(f"{what} did not answer at {url} within {timeout:.0f} s")
+    try:
+        wait_until_up(url, timeout=timeout, proc=proc, what=what)
+    except NotReady as exc:
+        raise typer.Exit(f"{exc}; see its output above") from None
 
 
 def _spawn(cmd: list[str], env: dict[str, str], *, quiet: bool = False) -> subprocess.Popen:
@@ -102,6 +95,8 @@ def up() -> None:
         print(f"  Prefect UI    {ui}")
         print(f"  Admin key     {key}" + ("   (new; stored in " + str(settings.home / 'admin.key') + ")" if created else ""))
         print(f"  Artifacts     {settings.artifacts_location}")
+        if settings.tourist_auth:
+            print(f"  Tourist       {base}/tourist   (issuer token: sojourn tourist-issuer-token)")
         print()
         print("  First job:")
         print(f"  curl -s -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\")
@@ -145,6 +140,14 @@ def bootstrap_cmd() -> None:
     from sojourn.deployments.bootstrap import bootstrap
 
     print(asyncio.run(bootstrap(_settings())))
+
+
+@app.command("tourist-issuer-token")
+def tourist_issuer_token() -> None:
+    """Print a Tourist issuer token: it mints visit tokens at /tourist/api/v1/issue-token, nothing else."""
+    from sojourn.api.visit_tokens import issuer_token
+
+    print(issuer_token(_settings()))
 
 
 @app.command()

@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=10, ge=0)
     max_string_length: int = Field(default=100_000, ge=1)
 
-    # Links shown in the Prefect UI point here.
-    public_url: str = "http://127.0.0.1:8000"
+    # Links shown in the Prefect UI, and the page the Tourist healthcheck visits, point here.
+    public_url: str | None = Field(default=None, description="how browsers and people reach the API; default http://API_HOST:API_PORT")
 
     # Runtime.
     api_host: str = "127.0.0.1"
@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     tourist_secret: SecretStr | None = Field(default=None, description="signs Tourist tokens; generated and stored under SOJOURN_HOME when unset")
     result_retention_seconds: float = Field(default=7 * 24 * 3600, gt=0, description="how long job results stay readable")
     sync_wait_seconds: float = Field(default=120.0, gt=0, description="longest a sync request waits for its job")
+
+    @property
+    def public_base(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def database_location(self) -> str:

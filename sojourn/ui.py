@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def artifact_url(job_id: str, name: str) -> str:
-    return f"{get_settings().public_url.rstrip('/')}/api/v1/jobs/{job_id}/artifacts/{name}"
+    return f"{get_settings().public_base}/api/v1/jobs/{job_id}/artifacts/{name}"
 
 
 def manifest_markdown(manifest: Manifest) -> str:

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -37,21 +36,8 @@ os.environ.update(
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 
+from sojourn.readiness import wait_until_up  # noqa: E402
 from tests.site import Site  # noqa: E402
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("prefect server did not become healthy")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,7 +51,7 @@ def prefect_server():
         env=os.environ.copy(),
     )
     try:
-        _wait_healthy(os.environ["PREFECT_API_URL"], proc)
+        wait_until_up(f"{os.environ['PREFECT_API_URL']}/health", timeout=90, proc=proc, what="prefect server")
         yield os.environ["PREFECT_API_URL"]
     finally:
         proc.terminate()
@@ -140,16 +126,7 @@ class Stack:
 
     def start_api(self) -> None:
         self.api = self._spawn("api")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.api.poll() is not None:
-                raise RuntimeError(f"API exited: see {self.tmp}")
-            try:
-                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("API did not start")
+        wait_until_up(f"{self.base}/health", timeout=60, proc=self.api, what=f"the API (logs in {self.tmp})")
 
     def start_worker(self) -> None:
         self.worker = self._spawn("worker")

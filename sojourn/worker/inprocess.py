@@ -233,6 +233,14 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                 log.warning("event subscription lost (%s); retrying", exc)
                 await asyncio.sleep(2)
 
+    async def get_and_submit_flow_runs(self) -> list[FlowRun]:
+        # With every slot taken there is nothing to fetch: skip the server's
+        # scheduled-runs query (it grows with the queue); a finishing run wakes us.
+        if self._limiter is not None and self._limiter.available_tokens < 1:
+            self._last_polled_time = datetime.now(timezone.utc)
+            return []
+        return await super().get_and_submit_flow_runs()
+
     async def _poll_loop(self) -> None:
         while self._accepting:
             try:

@@ -256,7 +256,7 @@ def create_tourist_app(main: FastAPI, settings: Settings) -> FastAPI:
 
     @app.get("/api/v1/healthcheck", summary="Runs a real visit of a page this server serves")
     async def healthcheck() -> dict[str, str]:
-        url = f"{settings.public_url.rstrip('/')}/tourist/ping"
+        url = f"{settings.public_base}/tourist/ping"
         spec = JobSpec.model_validate({"steps": [{"url": url, "actions": ["page.waitForSelector('#pong')"]}], "priority": "high"})
         service = svc()
         run = await service.submit(spec, PRINCIPAL, dialect="tourist", extra_tags=["healthcheck"])

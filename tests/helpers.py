@@ -36,17 +36,6 @@ async def artifact_bytes(manifest: Manifest, kind: str) -> bytes:
     return await ArtifactStore.from_settings().read_bytes(rec.path)
 
 
-async def page_json(manifest: Manifest, element_id: str) -> Any:
-    """Parse the JSON an /echo-style page shows in <pre id=...>, from the captured HTML."""
-    from html import unescape
-    import re
-
-    html = (await artifact_bytes(manifest, "html")).decode()
-    m = re.search(rf"<pre id=\"?{element_id}\"?>(.*?)</pre>", html, re.S)
-    assert m, f"no #{element_id} in the captured page"
-    return json.loads(unescape(m.group(1)))
-
-
 def png_image(data: bytes):
     from PIL import Image
 

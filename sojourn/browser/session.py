@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from playwright.async_api import BrowserContext, Dialog, Error as PlaywrightError, Page
@@ -41,8 +41,6 @@ class StepOutcome:
     title: str = ""
     status: int | None = None
     duration_ms: int = 0
-    attempts: int = 1
-    screenshots: list[bytes] = field(default_factory=list)
 
 
 class JobSession:

@@ -53,6 +53,8 @@ os.environ.update(
         "SOJOURN_HOME": str(TMP / "home"),
         "SOJOURN_API_PORT": str(API_PORT),
         "SOJOURN_ADMIN_KEY": ADMIN_KEY,
+        # The benchmark's pages are served on 127.0.0.1; production refuses loopback.
+        "SOJOURN_ALLOW_LOOPBACK": "true",
     }
 )
 
@@ -126,12 +128,12 @@ def cpu_seconds(pid: int) -> float:
 async def raw_playwright(urls: list[str], concurrency: int) -> dict:
     from playwright.async_api import async_playwright
 
-    from sojourn.browser.discovery import CHROMIUM_ARGS, find_browser
+    from sojourn.browser.discovery import CHROMIUM_ARGS, find_browser, sandbox_args
 
     choice = find_browser("chromium", os.environ.get("SOJOURN_CHROMIUM_EXECUTABLE"))
     async with async_playwright() as p:
         kwargs = {"executable_path": choice.executable} if choice and choice.executable else {}
-        browser = await p.chromium.launch(args=CHROMIUM_ARGS, **kwargs)
+        browser = await p.chromium.launch(args=CHROMIUM_ARGS + sandbox_args(), **kwargs)
         sem = asyncio.Semaphore(concurrency)
         latencies: list[float] = []
         failures = 0
@@ -314,23 +316,9 @@ async def worker_rss(base: str, url: str, total: int, worker_pid: int, concurren
 
 
 def fresh_postgres_database(server_url: str) -> str:
-    """Create an empty database for this run's Prefect server; returns its SQLAlchemy URL."""
-    import asyncpg
+    from tests.postgres import fresh_postgres_database as fresh
 
-    name = f"sojourn_bench_{os.getpid()}"
-    plain = server_url.replace("postgresql+asyncpg://", "postgresql://")
-
-    async def create() -> None:
-        conn = await asyncpg.connect(plain + "/postgres")
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    return f"{server_url}/{name}"
-
+    return fresh(server_url, prefix="sojourn_bench")
 
 
 def main() -> None:
@@ -341,7 +329,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small numbers, a few minutes")
     ap.add_argument("--concurrency", "-c", type=int, default=4)
     ap.add_argument("--jobs", "-n", type=int, default=None)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c,d,e,f")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c,d,e,f,g")
     ap.add_argument("--prefect-db", choices=["sqlite", "postgres"], default="sqlite", help="database behind the Prefect server")
     ap.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432", help="server URL (a fresh database is created on it)")
     ap.add_argument("--burst-concurrency", type=int, default=4)
@@ -394,6 +382,13 @@ def main() -> None:
             if "e" not in skip:
                 results["e_submit"] = asyncio.run(submit_burst(base, pages["trivial"], 100 if quick else 500, args.burst_concurrency))
                 print("e", json.dumps(results["e_submit"], indent=1), flush=True)
+            if "g" not in skip:
+                from bench.load import run_load
+
+                clients, seconds = (20, 15) if quick else (100, 60)
+                results["g_load"] = asyncio.run(run_load(base, ADMIN_KEY, pages["trivial"], clients=clients, seconds=seconds,
+                                                         submit_every=20, drain_timeout=1800))
+                print("g", json.dumps(results["g_load"], indent=1), flush=True)
             if "f" not in skip:
                 results["f_rss"] = asyncio.run(worker_rss(base, pages["trivial"], args.rss_jobs or (200 if quick else 1000), worker.pid, C))
                 print("f", json.dumps({k: v for k, v in results["f_rss"].items() if k != "rss_kb"}, indent=1), flush=True)
@@ -442,6 +437,8 @@ def report(r: dict) -> None:
     if "f_rss" in r:
         f = r["f_rss"]
         rows.append((f"(f) worker RSS job 100 -> {f['jobs']}", f"{f['rss_at_100_kb'] / 1024:.0f} -> {f['rss_at_end_kb'] / 1024:.0f} MB", f"{f['change'] * 100:+.1f}%", "within ±10%"))
+    if not rows:
+        return
     width = max(len(x[0]) for x in rows) + 2
     print("\n" + "measure".ljust(width) + "result".ljust(44) + "ratio".ljust(8) + "target")
     for a, b, c, d in rows:

@@ -14,7 +14,10 @@ and the run never passes through Crashed.
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Any, Awaitable, Literal, TypeVar
+
+State = Any  # a prefect State (imported lazily: this module is imported by the worker before prefect settles)
+T = TypeVar("T")
 
 Reason = Literal["cancel", "handback"]
 
@@ -43,3 +46,24 @@ def request(job_id: str, reason: Reason = "cancel") -> bool:
 
 def reason(job_id: str) -> Reason | None:
     return _reasons.get(job_id)
+
+
+async def guarded(job_id: str, body: Awaitable[T]) -> T | State:
+    """Run a flow's body as a registered child task; a stop request ends it the way the reason says."""
+    from datetime import datetime, timezone
+
+    from prefect.states import AwaitingRetry, Cancelled
+
+    task = asyncio.ensure_future(body)
+    register(job_id, task)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        why = reason(job_id)
+        if why == "cancel":
+            return Cancelled(message="Cancelled by request.")
+        if why == "handback":
+            return AwaitingRetry(message="The worker shut down; handed back to the pool.", scheduled_time=datetime.now(timezone.utc))
+        raise
+    finally:
+        unregister(job_id)

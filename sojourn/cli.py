@@ -79,6 +79,11 @@ def up() -> None:
             children.append(_spawn([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)], env, quiet=True))
             _wait_http(f"{api_url}/health", children[-1], 120, "the Prefect server")
         env = _prefect_env(settings, api_url)
+        if "SOJOURN_ALLOW_LOOPBACK" not in os.environ:
+            # The embedded stack is for one machine: its first job visits the API itself.
+            env["SOJOURN_ALLOW_LOOPBACK"] = "true"
+            print("Note: jobs may visit this machine (127.0.0.1, localhost): SOJOURN_ALLOW_LOOPBACK=true for `sojourn up`."
+                  " Set SOJOURN_ALLOW_LOOPBACK=false to refuse it as a production deployment does.")
         os.environ.update({"PREFECT_API_URL": api_url, "PREFECT_HOME": env["PREFECT_HOME"], "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
 
         from sojourn.deployments.bootstrap import bootstrap

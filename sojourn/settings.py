@@ -63,6 +63,28 @@ class Settings(BaseSettings):
     result_retention_seconds: float = Field(default=7 * 24 * 3600, gt=0, description="how long job results stay readable")
     sync_wait_seconds: float = Field(default=120.0, gt=0, description="longest a sync request waits for its job")
 
+    # What job browsers may reach (every request, through the worker's egress proxy).
+    allow_loopback: bool = Field(default=False, description="let jobs reach 127.0.0.0/8 and ::1 (`sojourn up` turns it on for local development, and says so)")
+    allow_private_networks: bool = Field(default=False, description="let jobs reach 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7")
+    url_deny: list[str] = Field(default_factory=list, description="host patterns or CIDRs jobs may never reach (JSON list), on top of link-local and metadata addresses, which are always refused")
+
+    # Plain-English (agent) jobs.
+    agent_max_steps: int = Field(default=30, ge=1, le=200, description="actions an agent job may take")
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible server for the model planner, e.g. http://127.0.0.1:11434/v1 (built-in planner when unset)")
+    llm_model: str | None = Field(default=None, description="model name the server knows")
+    llm_key_block: str | None = Field(default="sojourn-llm-key", description="Prefect Secret block holding the model key (none needed for local servers)")
+    llm_timeout: float = Field(default=60.0, gt=0, description="seconds one model call may take")
+
+    # Native API limits and delivery.
+    rate_limit: str = Field(default="600/minute", description="requests per API key (limits syntax: '100/minute', '10/second'); a key may carry its own")
+    redis_url: str | None = Field(default=None, description="redis://host:6379/0: rate-limit counters shared by several API processes (memory when unset)")
+    max_queued_jobs: int = Field(default=10_000, ge=1, description="past this many jobs waiting to start, submissions answer 503 QUEUE_FULL")
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="largest request body the API reads (413 past it)")
+    secret_key: SecretStr | None = Field(default=None, description="Fernet key that encrypts webhook secrets at rest; generated under SOJOURN_HOME when unset (set it when several API hosts share a database)")
+    webhook_max_attempts: int = Field(default=8, ge=1, description="deliveries of one webhook event before it is given up")
+    webhook_retry_seconds: float = Field(default=2.0, gt=0, description="first retry delay of a webhook delivery; doubles each attempt, at most 10 min")
+    webhook_timeout: float = Field(default=10.0, gt=0, description="seconds a webhook receiver has to answer")
+
     @property
     def public_base(self) -> str:
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")

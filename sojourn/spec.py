@@ -49,6 +49,8 @@ HttpURL = Annotated[str, AfterValidator(_check_url)]
 
 
 def _check_action(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    if len(value if isinstance(value, str) else json.dumps(value)) > 20_000:
+        raise ValueError("action longer than 20000 characters")
     try:
         parse_action(value)
     except ActionError as exc:
@@ -198,13 +200,13 @@ class JobSpec(_Model):
     browser: Literal["chromium", "firefox"] = "chromium"
     steps: list[Step] = Field(default_factory=list)
     cookies: list[Cookie] = Field(default_factory=list, max_length=500)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=100)
     user_agent: str | None = Field(None, max_length=1000)
     viewport: Viewport = Field(default_factory=Viewport)
     locale: str | None = Field(None, max_length=35)
     timezone: str | None = Field(None, max_length=64)
     capture: Capture = Field(default_factory=Capture)
-    extract: dict[str, ExtractRule] = Field(default_factory=dict)
+    extract: dict[str, ExtractRule] = Field(default_factory=dict, max_length=200)
     goal: str | None = Field(None, max_length=10_000, description="plain-English task for agent jobs")
     timeout: float | None = Field(None, gt=0, description="seconds for the whole job")
     retries: int = Field(0, ge=0, description="retries per step")
@@ -212,7 +214,8 @@ class JobSpec(_Model):
     priority: Literal["high", "normal", "low"] = "normal"
     run_at: datetime | None = None
     cache_ttl: float | None = Field(None, gt=0, description="seconds an identical job may reuse this result")
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=50)
+    url_allow: list[str] = Field(default_factory=list, max_length=200, description="host patterns every request of the job must match (example.com, *.example.com, 10.0.0.0/8); empty: the server's URL policy only. An API key's allow-list replaces it.")
     webhooks: list[Webhook] = Field(default_factory=list, max_length=20)
 
     @field_validator("browser", "priority", mode="before")
@@ -233,6 +236,9 @@ class JobSpec(_Model):
             raise ValueError(f"timeout: at most {s.max_job_timeout:g} seconds")
         if self.retries > s.max_retries:
             raise ValueError(f"retries: at most {s.max_retries}")
+        for name, value in self.headers.items():
+            if len(name) > 256 or len(value) > 8192:
+                raise ValueError(f"headers: {name[:40]!r} is too long (names 256, values 8192 characters)")
         if self.capture.pdf and self.browser != "chromium":
             raise ValueError("capture.pdf: PDF rendering needs chromium")
         return self

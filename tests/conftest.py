@@ -30,6 +30,9 @@ os.environ.update(
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
         "SOJOURN_HOME": str(_TMP / "home"),
+        # The test site is on 127.0.0.1; the URL policy refuses loopback unless told otherwise
+        # (tests/test_security.py turns it off again where that is the point).
+        "SOJOURN_ALLOW_LOOPBACK": "true",
     }
 )
 
@@ -37,29 +40,74 @@ import httpx  # noqa: E402
 import pytest  # noqa: E402
 
 from sojourn.readiness import wait_until_up  # noqa: E402
+from tests.postgres import drop_database, fresh_postgres_database, postgres_available  # noqa: E402
 from tests.site import Site  # noqa: E402
+
+
+class PrefectServer:
+    """The session's Prefect server process, which a fault test may stop and start again (same port, same database)."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self._log = open(_TMP / "prefect-server.log", "ab")
+        self.database: str | None = None
+
+    def choose_database(self) -> None:
+        """PostgreSQL where it runs (CI, this machine kind): the backend Sojourn recommends past one
+        machine, and one that keeps up with the load test. SQLite elsewhere (a laptop)."""
+        if os.environ.get("SOJOURN_TEST_PREFECT_DB", "postgres") == "postgres" and postgres_available():
+            self.database = fresh_postgres_database()
+            os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(_PREFECT_PORT)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+        )
+        wait_until_up(f"{os.environ['PREFECT_API_URL']}/health", timeout=90, proc=self.proc, what="prefect server")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+_PREFECT = PrefectServer()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server():
-    """A real Prefect server (SQLite) for the whole session."""
-    log = open(_TMP / "prefect-server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(_PREFECT_PORT)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
-    )
+    """A real Prefect server (PostgreSQL where available, else SQLite) for the whole session."""
+    _PREFECT.choose_database()
+    _PREFECT.start()
     try:
-        wait_until_up(f"{os.environ['PREFECT_API_URL']}/health", timeout=90, proc=proc, what="prefect server")
         yield os.environ["PREFECT_API_URL"]
     finally:
-        proc.terminate()
+        _PREFECT.stop()
+        if _PREFECT.database:
+            drop_database(_PREFECT.database)
+
+
+@pytest.fixture()
+def restart_prefect():
+    """``with restart_prefect(): ...``: the body runs while the Prefect server is down."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def outage():
+        _PREFECT.stop()
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            yield
+        finally:
+            _PREFECT.start()
+
+    return outage
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +140,18 @@ def store():
 
 # ------------------------------------------------------------------ the running stack
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 
 class Stack:
     """The API and one sojourn worker as real processes, against the session's Prefect server."""
@@ -110,9 +170,14 @@ class Stack:
                 "SOJOURN_CRASH_AFTER_SECONDS": "8",
                 "SOJOURN_WORKER_SHUTDOWN_GRACE": "5",
                 "SOJOURN_SYNC_WAIT_SECONDS": "20",
+                # Tests poll with the admin key; per-key limits are tested with keys of their own.
+                "SOJOURN_RATE_LIMIT": "100000/minute",
                 "PREFECT_LOGGING_LEVEL": "INFO",
             }
         )
+        if redis_available():
+            # Rate-limit counters shared by API processes (tests start a second one against it).
+            self.env["SOJOURN_REDIS_URL"] = REDIS_URL
         self.base = f"http://127.0.0.1:{self.api_port}"
         self.env["SOJOURN_PUBLIC_URL"] = self.base
         self.api: subprocess.Popen | None = None
@@ -127,6 +192,21 @@ class Stack:
     def start_api(self) -> None:
         self.api = self._spawn("api")
         wait_until_up(f"{self.base}/health", timeout=60, proc=self.api, what=f"the API (logs in {self.tmp})")
+
+    def stop_api(self) -> None:
+        assert self.api is not None
+        self.api.terminate()
+        self.api.wait(30)
+
+    def extra_api(self, **env: str) -> tuple[subprocess.Popen, str]:
+        """Another API process on its own port, same Prefect and database (scale-out)."""
+        port = _free_port()
+        self._n += 1
+        log = open(self.tmp / f"api-extra-{self._n}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "sojourn.cli", "api"], env={**self.env, "SOJOURN_API_PORT": str(port), **env}, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{base}/health", timeout=60, proc=proc, what="the second API")
+        return proc, base
 
     def start_worker(self) -> None:
         self.worker = self._spawn("worker")

@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests import minisites
+
 # 1x1 transparent PNG
 PIXEL = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -175,6 +177,9 @@ class _Handler(BaseHTTPRequestHandler):
             imgs = "".join(f"<img src='/pixel.png?{i}' width=20 height=20>" for i in range(20))
             scripts = "".join(f"<script>window.v{i} = {i};</script>" for i in range(10))
             return self._send(200, page("Heavy", imgs + rows + scripts))
+        mini = minisites.route(path, {k: v[0] for k, v in query.items()})
+        if mini is not None:
+            return self._send(200, mini)
         body = PAGES.get(path)
         if body is None:
             return self._send(404, page("Not found", "<h1>404</h1>"))

@@ -1,19 +1,28 @@
-"""The FastAPI application: dialect routers over one JobService."""
+"""The FastAPI application: dialect routers over one JobService, and the API's background loops."""
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from prefect.client.orchestration import get_client
 
 from sojourn.api import errors
 from sojourn.api.auth import KeyAuth, ensure_admin_key
+from sojourn.api.batches import BatchService
+from sojourn.api.bodylimit import BodySizeLimit
 from sojourn.api.dialects import native
+from sojourn.api.dialects.native.jobs import render_job
 from sojourn.api.dialects.tourist import create_tourist_app
 from sojourn.api.events import EventHub
 from sojourn.api.jobs import JobService
+from sojourn.api.metrics import Metrics
+from sojourn.api.outcomes import Outcomes
+from sojourn.api.ratelimit import RateLimiter, RateLimitMiddleware
+from sojourn.api.stats import Stats
+from sojourn.api.webhooks import WebhookService
 from sojourn.blocks.artifact_store import ArtifactStore
 from sojourn.settings import Settings, get_settings
 
@@ -23,8 +32,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        import asyncio
-
         from sojourn.worker.reaper import reap_forever
 
         ensure_admin_key(settings)
@@ -33,13 +40,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with get_client() as client:
             svc = JobService(settings, client, hub, ArtifactStore.from_settings(settings))
             await svc.start()
-            app.state.jobs = svc
-            app.state.hub = hub
-            reaper = asyncio.ensure_future(reap_forever(settings, settings.work_pool))
+            stats = Stats(client, settings.work_pool)
+            metrics = Metrics(stats, stale_after=max(3 * settings.worker_heartbeat_seconds, 15))
+            webhooks = WebhookService(settings)
+            batches = BatchService(svc)
+            outcomes = Outcomes(svc, webhooks, batches, metrics, render_job)
+            app.state.jobs, app.state.hub, app.state.stats = svc, hub, stats
+            app.state.metrics, app.state.webhooks, app.state.batches = metrics, webhooks, batches
+            loops = [
+                asyncio.ensure_future(reap_forever(settings, settings.work_pool)),
+                asyncio.ensure_future(outcomes.listen_forever()),
+                asyncio.ensure_future(outcomes.sweep_forever()),
+                asyncio.ensure_future(webhooks.run_forever()),
+            ]
             try:
                 yield
             finally:
-                reaper.cancel()
+                for loop in loops:
+                    loop.cancel()
+                await asyncio.gather(*loops, return_exceptions=True)
                 await hub.stop()
 
     app = FastAPI(
@@ -56,9 +75,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(native.router)
     app.mount("/tourist", create_tourist_app(app, settings))
+    app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings), auth=app.state.auth)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.get("/health", tags=["system"], summary="Liveness")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["system"], summary="Prometheus metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        body = await request.app.state.metrics.render()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 from sqlmodel import select
 
 from sojourn.api.errors import ApiError
@@ -36,6 +37,8 @@ class Principal:
     name: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     key_id: str = ""
+    url_allow: tuple[str, ...] = ()
+    rate_limit: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -43,6 +46,11 @@ class Principal:
 
     def can(self, scope: str) -> bool:
         return self.is_admin or scope in self.scopes
+
+    @property
+    def owner_filter(self) -> str | None:
+        """Whose objects this principal may see: its own, or everyone's (None) for the admin."""
+        return None if self.is_admin else self.name
 
 
 def admin_key_file(settings: Settings) -> Path:
@@ -81,37 +89,51 @@ def ensure_admin_key(settings: Settings) -> tuple[str, bool]:
     return key, created
 
 
-def presented_key(request: Request) -> str | None:
+def presented_key(request: HTTPConnection) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+    key = request.headers.get("x-api-key")
+    if not key and request.scope.get("type") == "websocket":
+        key = request.query_params.get("apiKey")  # browsers cannot set headers on a WebSocket
+    return key or None
+
+
+def principal_of(row: ApiKey) -> Principal:
+    allow = tuple(p.strip() for p in (row.url_allow or "").split(",") if p.strip())
+    return Principal(row.principal, frozenset(row.scope_set), row.id, allow, row.rate_limit)
 
 
 class KeyAuth:
-    """Looks keys up by hash; a small cache keeps the hot path off the database."""
+    """Looks keys up by hash; a short-lived cache keeps the hot path off the database.
+
+    Entries live ``CACHE_SECONDS``, so a key revoked through another API process
+    stops working there within that time (at once in the process that revoked it).
+    """
+
+    CACHE_SECONDS = 10.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._cache: dict[str, Principal] = {}
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
 
     def lookup(self, key: str) -> Principal | None:
         digest = hash_key(key)
         hit = self._cache.get(digest)
-        if hit is not None:
-            return hit
+        if hit is not None and time.monotonic() - hit[0] < self.CACHE_SECONDS:
+            return hit[1]
         with session(self.settings.database_location) as db:
             row = db.exec(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))).first()  # type: ignore[union-attr]
-        if row is None:
-            return None
-        principal = Principal(row.principal, frozenset(row.scope_set), row.id)
-        self._cache[digest] = principal
+        principal = principal_of(row) if row is not None else None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (time.monotonic(), principal)
         return principal
 
     def forget(self) -> None:
         self._cache.clear()
 
-    def authenticate(self, request: Request, scope: str) -> Principal:
+    def authenticate(self, request: HTTPConnection, scope: str) -> Principal:
         key = presented_key(request)
         if not key:
             raise ApiError(401, "UNAUTHORIZED", "An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`.")
@@ -121,3 +143,54 @@ class KeyAuth:
         if not principal.can(scope):
             raise ApiError(403, "FORBIDDEN", f"This key lacks the `{scope}` scope.")
         return principal
+
+
+# ---------------------------------------------------------------------- key management (admin)
+
+VALID_SCOPES = ("jobs:read", "jobs:write", "admin")
+
+
+def create_key(
+    settings: Settings,
+    *,
+    name: str,
+    principal: str | None = None,
+    scopes: list[str] | None = None,
+    url_allow: list[str] | None = None,
+    rate_limit: str | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key: returns the stored row (hash only) and the key itself, which is never shown again."""
+    key = generate_key()
+    key_id = "key_" + secrets.token_hex(8)
+    row = ApiKey(
+        id=key_id,
+        principal=principal or key_id,
+        name=name,
+        key_hash=hash_key(key),
+        scopes=",".join(scopes or ["jobs:read", "jobs:write"]),
+        url_allow=",".join(url_allow) if url_allow else None,
+        rate_limit=rate_limit,
+    )
+    with session(settings.database_location) as db:
+        db.add(row)
+        db.commit()
+    return row, key
+
+
+def list_keys(settings: Settings) -> list[ApiKey]:
+    with session(settings.database_location) as db:
+        return list(db.exec(select(ApiKey).order_by(ApiKey.created_at)))  # type: ignore[arg-type]
+
+
+def revoke_key(settings: Settings, key_id: str) -> ApiKey | None:
+    from datetime import datetime, timezone
+
+    with session(settings.database_location) as db:
+        row = db.get(ApiKey, key_id)
+        if row is None:
+            return None
+        if row.revoked_at is None:
+            row.revoked_at = datetime.now(timezone.utc)
+            db.add(row)
+            db.commit()
+        return row

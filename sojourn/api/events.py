@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 class EventHub:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
@@ -34,9 +35,16 @@ class EventHub:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    def subscribe(self, job_id: str) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+    def subscribe(self, job_id: str, queue: asyncio.Queue[dict[str, Any]] | None = None) -> asyncio.Queue[dict[str, Any]]:
+        """Events of one job; pass the same queue for several jobs to read them as one stream."""
+        queue = queue if queue is not None else asyncio.Queue(maxsize=1000)
         self._subscribers[job_id].add(queue)
+        return queue
+
+    def listen(self) -> asyncio.Queue[dict[str, Any]]:
+        """Every event (all jobs, worker stats): for the API's own background listeners."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+        self._listeners.add(queue)
         return queue
 
     def unsubscribe(self, job_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
@@ -47,7 +55,7 @@ class EventHub:
                 self._subscribers.pop(job_id, None)
 
     async def _run(self) -> None:
-        event_filter = EventFilter(event=EventNameFilter(prefix=["prefect.flow-run.", "sojourn.job."]))
+        event_filter = EventFilter(event=EventNameFilter(prefix=["prefect.flow-run.", "sojourn.job.", "sojourn.worker."]))
         while True:
             try:
                 async with get_events_subscriber(filter=event_filter, reconnect_on_clean_close=True) as events:
@@ -63,15 +71,20 @@ class EventHub:
 
     def _dispatch(self, event: Any) -> None:
         rid = event.resource.id
-        if not rid.startswith("prefect.flow-run."):
-            return
-        job_id = rid[len("prefect.flow-run.") :]
-        subs = self._subscribers.get(job_id)
-        if not subs:
-            return
-        item = {"event": event.event, "occurred": event.occurred, "payload": event.payload}
-        for queue in list(subs):
+        job_id = rid[len("prefect.flow-run.") :] if rid.startswith("prefect.flow-run.") else None
+        item = {
+            "event": event.event,
+            "occurred": event.occurred,
+            "payload": event.payload,
+            "job_id": job_id,
+            "resource": dict(event.resource.root) if hasattr(event.resource, "root") else {"prefect.resource.id": rid},
+            "tags": [r.id[len("prefect.tag.") :] for r in event.related if r.role == "tag"],
+        }
+        targets = set(self._listeners)
+        if job_id is not None:
+            targets |= self._subscribers.get(job_id, set())
+        for queue in targets:
             try:
                 queue.put_nowait(item)
             except asyncio.QueueFull:
-                pass
+                log.warning("event queue full; dropped %s for %s", event.event, rid)

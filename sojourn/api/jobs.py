@@ -13,7 +13,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -27,6 +27,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
+    FlowRunFilterWorkQueueName,
     LogFilter,
     LogFilterFlowRunId,
 )
@@ -39,6 +40,7 @@ from sojourn.api.auth import Principal
 from sojourn.api.errors import ApiError
 from sojourn.api.events import EventHub
 from sojourn.blocks.artifact_store import ArtifactRecord, ArtifactStore, Manifest
+from sojourn.browser.url_policy import host_allowed, url_host
 from sojourn.deployments.bootstrap import bootstrap
 from sojourn.errors import parse_error
 from sojourn.progress import parse_progress
@@ -65,8 +67,41 @@ for _t, _s in STATUS.items():
     STATE_TYPES_FOR_STATUS.setdefault(_s, []).append(_t)
 
 
+PRIORITIES = ["high", "normal", "low"]
+
+# A held job is Scheduled far ahead, so no worker takes it, until it is released.
+HELD = "Held"
+HELD_UNTIL = datetime(2999, 1, 1, tzinfo=timezone.utc)
+
+
 def owner_tag(name: str) -> str:
     return f"owner:{name}"
+
+
+def queued_filter(before: datetime | None = None, priorities: list[str] | None = None) -> FlowRunFilter:
+    """Sojourn jobs waiting to start, due no later than ``before``, optionally in some priority queues."""
+    flt = FlowRunFilter(
+        tags=FlowRunFilterTags(all_=["sojourn"]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])),
+        # Held jobs (batches) wait far in the future: they are not "in the queue".
+        expected_start_time=FlowRunFilterExpectedStartTime(before_=before or datetime.now(timezone.utc) + timedelta(days=3650)),
+    )
+    if priorities:
+        flt.work_queue_name = FlowRunFilterWorkQueueName(any_=priorities)
+    return flt
+
+
+def run_error(run: FlowRun) -> dict[str, Any]:
+    """The error of a finished run from its state alone (the manifest, when there is one, knows better)."""
+    message = run.state.message if run.state else None
+    if run.state_type == StateType.CANCELLED:
+        return {"code": "CANCELLED", "message": message or "cancelled", "details": {}}
+    parsed = parse_error(message)
+    if parsed:
+        return {**parsed, "details": {}}
+    if run.state_type == StateType.CRASHED:
+        return {"code": "WORKER_LOST", "message": message or "the worker running this job stopped", "details": {}}
+    return {"code": "BROWSER_ERROR", "message": message or "failed", "details": {}}
 
 
 @dataclass
@@ -119,6 +154,9 @@ class JobService:
         # A final job never changes: its view is served from memory after the first read.
         self._final: OrderedDict[str, JobView] = OrderedDict()
         self._final_max = 5000
+        self._queued = 0
+        self._queued_at = 0.0
+        self._estimates: dict[str, tuple[float, int | None]] = {}
 
     async def start(self) -> None:
         boot = await bootstrap(self.settings)
@@ -132,14 +170,32 @@ class JobService:
         *,
         dialect: str,
         extra_tags: list[str] | None = None,
+        held: bool = False,
     ) -> FlowRun:
+        """Queue one job. ``held`` jobs wait (state "Held") until something releases them (batches)."""
+        if principal.url_allow:
+            spec = self._within_allow_list(spec, principal)
+        deadline = time.monotonic() + self.settings.submit_timeout  # one budget for the whole submission
+        try:
+            await asyncio.wait_for(self._check_queue_room(), timeout=self.settings.submit_timeout / 2)
+        except ApiError:
+            raise
+        except Exception as exc:
+            log.error("could not count queued jobs: %r", exc)
+            raise self.unavailable() from None
         flow = "agent" if spec.kind == "agent" and "agent" in self.deployments else "browse"
         tags = ["sojourn", owner_tag(principal.name), f"dialect:{dialect}", f"priority:{spec.priority}", *(extra_tags or [])]
-        state = Scheduled(scheduled_time=spec.run_at) if spec.run_at else Scheduled()
+        if held:
+            state = Scheduled(scheduled_time=HELD_UNTIL, name=HELD)
+        else:
+            state = Scheduled(scheduled_time=spec.run_at) if spec.run_at else Scheduled()
         # One key for every attempt: a retry after a lost reply cannot create a second run.
         idempotency_key = f"sojourn-submit-{uuid4()}"
         last: Exception | None = None
         for attempt in range(3):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             try:
                 return await asyncio.wait_for(
                     self.client.create_flow_run_from_deployment(
@@ -150,13 +206,72 @@ class JobService:
                         state=state,
                         idempotency_key=idempotency_key,
                     ),
-                    timeout=self.settings.submit_timeout,
+                    timeout=left,
                 )
             except Exception as exc:  # unreachable, timed out, or the server's database is busy
                 last = exc
-                await asyncio.sleep(0.2 * (attempt + 1))
+                await asyncio.sleep(min(0.2 * (attempt + 1), max(deadline - time.monotonic(), 0)))
         log.error("could not create the flow run: %r", last)
-        raise ApiError(503, "SCHEDULER_UNAVAILABLE", "The job scheduler (Prefect) did not accept the job in time; it was not queued. Try again.", headers={"Retry-After": "2"})
+        raise self.unavailable()
+
+    @staticmethod
+    def unavailable() -> ApiError:
+        return ApiError(503, "SCHEDULER_UNAVAILABLE", "The job scheduler (Prefect) did not accept the job in time; it was not queued. Try again.", headers={"Retry-After": "2"})
+
+    @staticmethod
+    def _within_allow_list(spec: JobSpec, principal: Principal) -> JobSpec:
+        """A key with a URL allow-list: its step URLs must match, and the job carries the list to the browser."""
+        for i, step in enumerate(spec.steps):
+            host = url_host(step.url)
+            if not host_allowed(host, principal.url_allow):
+                raise ApiError(
+                    403, "URL_NOT_ALLOWED", f"Invalid field `steps.{i}.url`: host '{host}' is not in this API key's URL allow-list",
+                    {"field": f"steps.{i}.url", "host": host, "allowed": list(principal.url_allow)},
+                )
+        return spec.model_copy(update={"url_allow": list(principal.url_allow)})
+
+    async def _check_queue_room(self) -> None:
+        now = time.monotonic()
+        if now - self._queued_at > 1.0:  # one count per second at most, however many submit
+            self._queued = await self.client.count_flow_runs(flow_run_filter=queued_filter())
+            self._queued_at = now
+        if self._queued >= self.settings.max_queued_jobs:
+            raise ApiError(
+                503, "QUEUE_FULL",
+                f"The job queue is full ({self._queued} jobs waiting, limit {self.settings.max_queued_jobs}); try again later.",
+                {"queued": self._queued, "limit": self.settings.max_queued_jobs}, headers={"Retry-After": "5"},
+            )
+        self._queued += 1
+
+    async def queue_position(self, run: FlowRun, priority: str) -> int | None:
+        """1 + the jobs due no later than this one in queues served before or with it."""
+        if run.expected_start_time is None:
+            return None
+        rank = PRIORITIES.index(priority) if priority in PRIORITIES else 1
+        flt = queued_filter(before=run.expected_start_time, priorities=PRIORITIES[: rank + 1])
+        return max(await self.client.count_flow_runs(flow_run_filter=flt), 1)
+
+    async def estimated_duration_ms(self, job_type: str) -> int | None:
+        """Mean run time of the last 20 completed jobs of this type (cached 30 s); None with no history."""
+        hit = self._estimates.get(job_type)
+        if hit and time.monotonic() - hit[0] < (30 if hit[1] is not None else 2):  # no history yet: look again soon
+            return hit[1]
+        runs = await self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=["sojourn", f"type:{job_type}"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED])),
+            ),
+            sort=FlowRunSort.END_TIME_DESC,
+            limit=20,
+        )
+        times = [(r.end_time - r.start_time).total_seconds() for r in runs if r.start_time and r.end_time]
+        estimate = int(1000 * sum(times) / len(times)) if times else None
+        self._estimates[job_type] = (time.monotonic(), estimate)
+        return estimate
+
+    async def release(self, job_id: str) -> None:
+        """Let a held job start now."""
+        await self.client.set_flow_run_state(UUID(job_id), Scheduled(message="Released"), force=True)
 
     # ------------------------------------------------------------------ read
     async def _flow_run(self, job_id: str, principal: Principal) -> FlowRun:
@@ -216,14 +331,7 @@ class JobService:
     def _error(self, run: FlowRun, manifest: Manifest | None) -> dict[str, Any]:
         if manifest and manifest.error:
             return manifest.error
-        if run.state_type == StateType.CANCELLED:
-            return {"code": "CANCELLED", "message": run.state.message if run.state else "cancelled", "details": {}}
-        parsed = parse_error(run.state.message if run.state else None)
-        if parsed:
-            return {**parsed, "details": {}}
-        if run.state_type == StateType.CRASHED:
-            return {"code": "WORKER_LOST", "message": (run.state.message if run.state else "") or "the worker running this job stopped", "details": {}}
-        return {"code": "BROWSER_ERROR", "message": (run.state.message if run.state else "") or "failed", "details": {}}
+        return run_error(run)
 
     async def _progress(self, flow_run_id: UUID) -> dict[str, Any] | None:
         arts = await self.client.read_artifacts(
@@ -243,7 +351,7 @@ class JobService:
         priority: str | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
-        newest_first: bool = True,
+        sort: FlowRunSort = FlowRunSort.EXPECTED_START_TIME_DESC,
         limit: int = 20,
         offset: int = 0,
     ) -> tuple[list[JobView], int]:
@@ -256,13 +364,21 @@ class JobService:
             flt.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=types))
         if created_from or created_to:
             flt.expected_start_time = FlowRunFilterExpectedStartTime(after_=created_from, before_=created_to)
-        sort = FlowRunSort.EXPECTED_START_TIME_DESC if newest_first else FlowRunSort.EXPECTED_START_TIME_ASC
         runs, total = await asyncio.gather(
             self.client.read_flow_runs(flow_run_filter=flt, sort=sort, limit=limit, offset=offset),
             self.client.count_flow_runs(flow_run_filter=flt),
         )
-        views = [await self.view(r, with_progress=False) for r in runs]
+        views = list(await asyncio.gather(*(self._cached_view(r) for r in runs)))
         return views, total
+
+    async def _cached_view(self, run: FlowRun) -> JobView:
+        cached = self._final.get(str(run.id))
+        if cached is not None:
+            return cached
+        view = await self.view(run, with_progress=False)
+        if view.final:
+            self._final[view.id] = view
+        return view
 
     # ------------------------------------------------------------------ change
     async def cancel(self, job_id: str, principal: Principal, *, wait: float = 5.0) -> JobView:
@@ -282,6 +398,8 @@ class JobService:
 
     async def retry(self, job_id: str, principal: Principal) -> FlowRun:
         view = await self.get(job_id, principal, with_progress=False)
+        if not view.final:
+            raise ApiError(409, "JOB_ALREADY_PROCESSING", f"Job '{job_id}' is still {view.status}; only a finished job can be retried.", {"jobId": job_id, "status": view.status})
         spec = JobSpec.model_validate(view.spec)
         dialect = view.tag("dialect") or "native"
         return await self.submit(spec, principal, dialect=dialect, extra_tags=[f"retry-of:{job_id}"])
@@ -333,6 +451,17 @@ class JobService:
         if record is None:
             raise ApiError(404, "ARTIFACT_NOT_FOUND", f"Job '{job_id}' has no artifact '{name}'", {"jobId": job_id, "name": name})
         return record, await self.store.read_bytes(record.path)
+
+    async def delete_artifact(self, artifact_id: str, principal: Principal) -> None:
+        """Remove one stored output and its manifest entry (the job itself stays)."""
+        record, _ = await self.artifact_by_id(artifact_id, principal)
+        job_id = artifact_id.rpartition("_")[0]
+        manifest = await self.store.read_manifest(job_id)
+        if manifest is not None:
+            manifest.artifacts = [a for a in manifest.artifacts if a.id != artifact_id]
+            await self.store.write_manifest(manifest)
+        await self.store.delete(record.path)
+        self._final.pop(job_id, None)
 
     async def artifact_by_id(self, artifact_id: str, principal: Principal) -> tuple[ArtifactRecord, bytes]:
         job_id, _, _index = artifact_id.rpartition("_")

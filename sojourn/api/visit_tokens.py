@@ -14,7 +14,6 @@ survive restarts. Scope rules fix Tourist's flaws:
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from sojourn.local_secrets import stored_secret
 from sojourn.settings import Settings
 
 ALGORITHM = "HS256"
@@ -42,16 +42,7 @@ class VisitToken:
 def secret(settings: Settings) -> bytes:
     if settings.tourist_secret:
         return settings.tourist_secret.get_secret_value().encode()
-    path = settings.home / "tourist.secret"
-    if not path.exists():
-        settings.home.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            return path.read_text().strip().encode()
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(48))
-    return path.read_text().strip().encode()
+    return stored_secret(settings, "tourist.secret", lambda: secrets.token_urlsafe(48)).encode()
 
 
 def issue(settings: Settings, kind: str, *, scope: str | None = None, strict: bool = False, validity: float | None = None) -> str:

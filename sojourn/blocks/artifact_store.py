@@ -67,6 +67,7 @@ class Manifest(BaseModel):
     console: list[dict[str, Any]] | None = None
     error: dict[str, Any] | None = None
     cached_from: str | None = None
+    blocked_requests: list[dict[str, Any]] = Field(default_factory=list)  # refused by the URL policy
 
     def artifact(self, kind: str) -> ArtifactRecord | None:
         return next((a for a in self.artifacts if a.kind == kind), None)

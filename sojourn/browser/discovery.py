@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 # Measured on these machines (DESIGN.md): without the background-networking
 # flags Chromium keeps dialing out and gets refused; QUIC is off for the same reason.
 CHROMIUM_ARGS = [
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
@@ -29,7 +28,20 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
     "--disable-dev-shm-usage",
+    # WebRTC may not open UDP paths around the egress proxy (it would reach any address).
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    # Chromium's own calls home (autofill, hints, translate) would go through the job's proxy and its log.
+    "--disable-features=AutofillServerCommunication,OptimizationHints,Translate,MediaRouter",
+    "--disable-client-side-phishing-detection",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
 ]
+
+def sandbox_args() -> list[str]:
+    """Chromium's sandbox where it can run; as root it cannot (Chromium refuses), so it goes without, and says so."""
+    if os.geteuid() == 0 or os.environ.get("SOJOURN_CHROMIUM_NO_SANDBOX", "").lower() in ("1", "true", "yes"):
+        return ["--no-sandbox"]
+    return []
+
 
 SYSTEM_CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 

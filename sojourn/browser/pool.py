@@ -11,6 +11,7 @@ disconnects (crash, kill) is replaced on the next job.
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 import tempfile
 import weakref
@@ -22,7 +23,8 @@ from typing import Any, AsyncIterator
 from playwright.async_api import Browser, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from sojourn.browser.discovery import CHROMIUM_ARGS, BrowserChoice, ensure_ffmpeg, find_browser
+from sojourn.browser.egress import EgressProxy, JobPolicy
+from sojourn.browser.discovery import CHROMIUM_ARGS, BrowserChoice, ensure_ffmpeg, find_browser, sandbox_args
 from sojourn.errors import ErrorCode, JobError
 from sojourn.settings import Settings, get_settings
 
@@ -66,6 +68,8 @@ class BrowserPool:
         self._lock = asyncio.Lock()
         self._tmp = Path(tempfile.mkdtemp(prefix="sojourn-pool-"))
         self.stats = PoolStats()
+        self.egress = EgressProxy()
+        self._warned_sandbox = False
 
     # -------------------------------------------------------------- availability
     def choice(self, kind: str) -> BrowserChoice | None:
@@ -96,7 +100,21 @@ class BrowserPool:
             kwargs["executable_path"] = choice.executable
         try:
             if kind == "chromium":
-                browser = await pw.chromium.launch(args=CHROMIUM_ARGS, **kwargs)
+                sandbox = sandbox_args()
+                if sandbox and not self._warned_sandbox:
+                    self._warned_sandbox = True
+                    log.warning(
+                        "Chromium runs WITHOUT its sandbox (%s): a page that exploits the renderer runs as this user. "
+                        "Run workers as a non-root user to keep the sandbox.",
+                        "running as root" if os.geteuid() == 0 else "SOJOURN_CHROMIUM_NO_SANDBOX is set",
+                    )
+                try:
+                    browser = await pw.chromium.launch(args=CHROMIUM_ARGS + sandbox, **kwargs)
+                except PlaywrightError as exc:
+                    if sandbox or "sandbox" not in str(exc).lower():
+                        raise
+                    log.warning("Chromium could not start its sandbox here (%s); starting without it", str(exc).splitlines()[0])
+                    browser = await pw.chromium.launch(args=CHROMIUM_ARGS + ["--no-sandbox"], **kwargs)
             else:
                 browser = await pw.firefox.launch(**kwargs)
         except PlaywrightError as exc:
@@ -138,11 +156,19 @@ class BrowserPool:
 
     # -------------------------------------------------------------- contexts
     @asynccontextmanager
-    async def context(self, kind: str = "chromium", *, video: bool = False, trace: bool = False, **options: Any) -> AsyncIterator[ContextHandle]:
-        """A fresh context and page for one job, closed (and its video finished) on exit."""
+    async def context(
+        self, kind: str = "chromium", *, video: bool = False, trace: bool = False, policy: JobPolicy | None = None, **options: Any
+    ) -> AsyncIterator[ContextHandle]:
+        """A fresh context and page for one job, closed (and its video finished) on exit.
+
+        Every request of the context goes through the egress proxy under ``policy``
+        (a default one when none is given: the server's URL policy always applies).
+        """
         launched = await self._acquire(kind)
         handle = ContextHandle(context=None, page=None)
+        policy = policy or JobPolicy(job_id="-")
         try:
+            options["proxy"] = await self.egress.register(policy)
             if video:
                 if ensure_ffmpeg() is None:
                     raise JobError(ErrorCode.BROWSER_UNAVAILABLE, "video needs ffmpeg, which is not installed on this worker")
@@ -165,6 +191,7 @@ class BrowserPool:
                 self.stats.contexts_open -= 1
                 await self._finish(handle, trace)
         finally:
+            self.egress.unregister(policy)
             self._release(launched)
 
     async def _finish(self, handle: ContextHandle, trace: bool) -> None:
@@ -194,6 +221,7 @@ class BrowserPool:
         if self._pw is not None:
             await self._pw.stop()
             self._pw = None
+        await self.egress.close()
 
 
 async def _close_quietly(browser: Browser) -> None:

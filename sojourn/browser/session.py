@@ -19,6 +19,8 @@ from playwright.async_api import BrowserContext, Dialog, Error as PlaywrightErro
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from sojourn.browser.actions import Action, parse_action
+from sojourn.browser.egress import JobPolicy
+from sojourn.browser.url_policy import check_host, url_host
 from sojourn.errors import ErrorCode, JobError
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,10 @@ class StepOutcome:
 
 
 class JobSession:
-    def __init__(self, context: BrowserContext, page: Page, *, step_timeout: float) -> None:
+    def __init__(self, context: BrowserContext, page: Page, *, step_timeout: float, policy: JobPolicy | None = None) -> None:
         self.context = context
         self.page = page
+        self.policy = policy
         self.step_timeout_ms = step_timeout * 1000
         self.console: list[dict[str, Any]] = []
         self.alerts: list[str] = []
@@ -91,12 +94,25 @@ class JobSession:
         started = time.perf_counter()
         for action in (a for a in parsed if a.phase == "before"):
             await self._run(index, action)
+        blocked_before = len(self.policy.blocked) if self.policy else 0
+        if self.policy is not None:
+            decision = await check_host(url_host(url), self.policy.url_allow)
+            if not decision.allowed:
+                self.policy.record(url, decision.reason)
+                raise JobError(ErrorCode.URL_BLOCKED, f"step {index}: {url} is blocked: {decision.reason}", step=index)
         try:
             response = await self.page.goto(url, wait_until=wait_until)  # type: ignore[arg-type]
         except PlaywrightTimeout as exc:
             raise JobError(ErrorCode.TIMEOUT, f"step {index}: loading {url} timed out ({_first_line(exc)})", step=index) from None
         except PlaywrightError as exc:
+            blocked = self.policy.blocked[blocked_before:] if self.policy else []
+            if blocked:  # a redirect (or the tunnel) went somewhere the policy refuses
+                raise JobError(ErrorCode.URL_BLOCKED, f"step {index}: loading {url} reached {blocked[-1]['url']}, which is blocked: {blocked[-1]['reason']}", step=index) from None
             raise JobError(ErrorCode.NAVIGATION_FAILED, f"step {index}: could not load {url}: {_first_line(exc)}", step=index) from None
+        if response is not None and (reason := response.headers.get("x-sojourn-blocked")):
+            raise JobError(ErrorCode.URL_BLOCKED, f"step {index}: loading {url} reached {response.url}, which is blocked: {reason}", step=index)
+        if response is not None and (net := response.headers.get("x-sojourn-upstream-error")):
+            raise JobError(ErrorCode.NAVIGATION_FAILED, f"step {index}: could not load {response.url}: {net}", step=index)
         outcome.status = response.status if response else None
         for action in (a for a in parsed if a.phase == "after"):
             await self._run(index, action)

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 QUEUES: dict[str, int] = {"high": 1, "normal": 2, "low": 3}
 
 # flow name → entrypoint the worker imports (module path, no file paths)
-FLOWS: dict[str, str] = {"browse": "sojourn.flows.browse:browse"}
+FLOWS: dict[str, str] = {"browse": "sojourn.flows.browse:browse", "agent": "sojourn.flows.agent:agent"}
 
 
 @dataclass
@@ -64,10 +64,11 @@ async def ensure_pool(client: PrefectClient, settings: Settings, *, pool_type: s
 
 
 async def ensure_deployments(client: PrefectClient, settings: Settings, *, pool: str | None = None, suffix: str = "") -> dict[str, UUID]:
-    from sojourn.flows import browse
+    from sojourn.flows.agent import agent as agent_flow
+    from sojourn.flows.browse import browse as browse_flow
 
     pool = pool or settings.work_pool
-    flows = {"browse": browse}
+    flows = {"browse": browse_flow, "agent": agent_flow}
     out: dict[str, UUID] = {}
     for name, flow in flows.items():
         flow_id = await client.create_flow_from_name(flow.name)

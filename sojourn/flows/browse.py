@@ -23,11 +23,11 @@ from urllib.parse import urlsplit
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.states import AwaitingRetry, Cancelled
 from prefect.tasks import exponential_backoff
 
 from sojourn import cancellation
 from sojourn.blocks.artifact_store import ArtifactStore, Manifest
+from sojourn.browser.egress import JobPolicy
 from sojourn.browser.pool import get_pool
 from sojourn.browser.session import JobSession
 from sojourn.errors import ErrorCode, JobError
@@ -62,20 +62,10 @@ async def browse(spec: JobSpec) -> Any:
         reused.job_id = job_id
         await store.write_manifest(reused)
         return reused.model_dump(mode="json")
-    body = asyncio.ensure_future(execute(job_id, spec, store))
-    cancellation.register(job_id, body)
-    try:
-        manifest = await body
-    except asyncio.CancelledError:
-        why = cancellation.reason(job_id)
-        if why == "cancel":
-            return Cancelled(message="Cancelled by request.")
-        if why == "handback":
-            return AwaitingRetry(message="The worker shut down; handed back to the pool.", scheduled_time=datetime.now(timezone.utc))
-        raise
-    finally:
-        cancellation.unregister(job_id)
-    return manifest.model_dump(mode="json")
+    outcome = await cancellation.guarded(job_id, execute_surviving_crashes(job_id, spec, store))
+    if not isinstance(outcome, Manifest):
+        return outcome  # Cancelled, or AwaitingRetry when the worker hands the job back
+    return outcome.model_dump(mode="json")
 
 
 def _owner() -> str:
@@ -86,8 +76,22 @@ def _owner() -> str:
 @task(name="job", cache_policy=NO_CACHE)
 async def cached_job(job_id: str, spec: JobSpec) -> dict[str, Any]:
     """The whole job as one cacheable unit, for ``cache_ttl`` (the flow sets the cache key)."""
-    manifest = await execute(job_id, spec, ArtifactStore.from_settings())
+    manifest = await execute_surviving_crashes(job_id, spec, ArtifactStore.from_settings())
     return manifest.model_dump(mode="json")
+
+
+async def execute_surviving_crashes(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
+    """A browser that dies under a job (OOM, a renderer crash, a kill) is not the job's fault:
+    the pool relaunches it and the job runs once more from the start."""
+    try:
+        return await execute(job_id, spec, store)
+    except BrowserCrashed as exc:
+        get_run_logger().warning("the browser crashed during the job (%s); running it again in a fresh browser", exc)
+        return await execute(job_id, spec, store)
+
+
+class BrowserCrashed(JobError):
+    pass
 
 
 async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
@@ -106,14 +110,15 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
         retry_delay_seconds=exponential_backoff(spec.retry_delay) if spec.retry_delay else 0,
     )
     handle = None
+    policy = JobPolicy(job_id=job_id, url_allow=tuple(spec.url_allow))
     try:
         pool.require(spec.browser)
         progress.start(step_label(0, spec.steps[0]) if spec.steps else "Starting")
         async with asyncio.timeout(spec.effective_timeout):
             async with pool.context(
-                spec.browser, video=spec.capture.video, trace=spec.capture.trace, **context_options(spec)
+                spec.browser, video=spec.capture.video, trace=spec.capture.trace, policy=policy, **context_options(spec)
             ) as handle:
-                run.session = JobSession(handle.context, handle.page, step_timeout=settings.default_step_timeout)
+                run.session = JobSession(handle.context, handle.page, step_timeout=settings.default_step_timeout, policy=policy)
                 if spec.cookies:
                     await handle.context.add_cookies(playwright_cookies(spec))
                 for index, step in enumerate(spec.steps):
@@ -132,15 +137,19 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
         err = JobError(ErrorCode.TIMEOUT, f"job did not finish within {spec.effective_timeout:g} s")
         manifest.error = err.to_dict()
         raise err from None
-    except JobError as exc:
-        manifest.error = exc.to_dict()
-        raise
     except Exception as exc:
-        err = JobError(ErrorCode.BROWSER_ERROR, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        err = exc if isinstance(exc, JobError) else JobError(ErrorCode.BROWSER_ERROR, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        if _browser_died(handle):
+            err = BrowserCrashed(ErrorCode.BROWSER_ERROR, f"the browser crashed: {err.message}", step=err.step, action=err.action)
         manifest.error = err.to_dict()
+        if err is exc:
+            raise
         raise err from exc
     finally:
         await _store_recordings(run, handle)
+        for blocked in policy.blocked:
+            logger.warning("blocked by the URL policy: %s (%s)", blocked["url"], blocked["reason"])
+        manifest.blocked_requests = policy.blocked
         manifest.steps = run.steps
         manifest.artifacts = run.artifacts
         manifest.data = run.data
@@ -150,11 +159,21 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
                 manifest.messages = session.alerts
             if spec.capture.console:
                 manifest.console = session.console
-        manifest.finished_at = datetime.now(timezone.utc)
-        # Independent round trips, at once: they are most of a short job's tail.
-        final_progress = progress.update(done=progress.total, current="Done", final=True) if manifest.status == "completed" else progress.flush()
-        await asyncio.gather(store.write_manifest(manifest), publish_to_ui(manifest), final_progress)
+        await close_out(store, manifest, progress)
     return manifest
+
+
+async def close_out(store: ArtifactStore, manifest: Manifest, progress: Progress) -> None:
+    """The end of every job: store the manifest, show it in the Prefect UI, settle the progress."""
+    manifest.finished_at = datetime.now(timezone.utc)
+    # Independent round trips, at once: they are most of a short job's tail.
+    final_progress = progress.update(done=progress.total, current="Done", final=True) if manifest.status == "completed" else progress.flush()
+    await asyncio.gather(store.write_manifest(manifest), publish_to_ui(manifest), final_progress)
+
+
+def _browser_died(handle: Any) -> bool:
+    browser = getattr(getattr(handle, "context", None), "browser", None)
+    return browser is not None and not browser.is_connected()
 
 
 async def _store_recordings(run: JobRun, handle: Any) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect.events import emit_event
+
 from sojourn.blocks.artifact_store import ArtifactRecord, ArtifactStore, StepRecord
 from sojourn.browser.session import JobSession
 from sojourn.spec import JobSpec
@@ -36,4 +38,11 @@ class JobRun:
             step=step, step_name=step_name, index=len(self.artifacts),
         )
         self.artifacts.append(record)
+        if kind == "screenshot":
+            # Live streams (SSE/WebSocket) announce each screenshot as it lands.
+            emit_event(
+                event="sojourn.job.screenshot",
+                resource={"prefect.resource.id": f"prefect.flow-run.{self.job_id}"},
+                payload={"screenshotId": record.id, "name": record.name, "step": record.step_name},
+            )
         return record

@@ -30,7 +30,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
 from prefect.flow_engine import run_flow
@@ -145,15 +145,18 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         task = asyncio.ensure_future(self._execute(flow_run))
         self._running[flow_run.id] = task
         try:
-            await asyncio.shield(task)
+            state = await asyncio.shield(task)
+            if state is not None and hasattr(state, "is_final") and not state.is_final() and not state.is_scheduled():
+                await self._hand_back_if_stranded(flow_run.id)
         except asyncio.CancelledError:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
             if flow_run.id not in self._cancel_requested and flow_run.id not in self._handed_back:
                 raise
-        except Exception as exc:  # the engine reports the state itself
-            log.debug("flow run %s raised %s", flow_run.id, exc)
+        except Exception as exc:  # the engine reports the state itself, unless it could not reach Prefect
+            log.warning("flow run %s raised %r", flow_run.id, exc)
+            await self._hand_back_if_stranded(flow_run.id)
         finally:
             self._running.pop(flow_run.id, None)
             self._wake.set()  # a slot is free: look for queued runs now
@@ -161,6 +164,30 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
             self._cancel_requested.discard(flow_run.id)
             await self.client.set_flow_run_state(flow_run.id, Cancelled(message="Cancelled by request."), force=True)
         return SojournWorkerResult(identifier=identifier, status_code=0)
+
+    async def _hand_back_if_stranded(self, flow_run_id: uuid.UUID, patience: float = 300.0) -> None:
+        """A run the engine could not carry through (Prefect unreachable) must not stay Pending or Running
+        under this live worker, holding a pool slot no reaper frees: put it back in the queue."""
+        deadline = asyncio.get_running_loop().time() + patience
+        delay = 1.0
+        while True:
+            try:
+                run = await self.client.read_flow_run(flow_run_id)
+                if run.state is None or run.state.type not in (StateType.PENDING, StateType.RUNNING):
+                    return
+                await self.client.set_flow_run_state(
+                    flow_run_id,
+                    AwaitingRetry(message="The worker could not run it (the scheduler was unreachable); queued again.", scheduled_time=datetime.now(timezone.utc)),
+                    force=True,
+                )
+                log.warning("flow run %s was stranded %s; queued again", flow_run_id, run.state.type.value)
+                return
+            except Exception as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    log.error("could not hand back flow run %s: %s", flow_run_id, exc)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15)
 
     async def _execute(self, flow_run: FlowRun) -> Any:
         await self._wait_until_due(flow_run)
@@ -273,6 +300,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                 asyncio.ensure_future(self._listen_for_scheduled()),
                 asyncio.ensure_future(self._watch_cancellations()),
                 asyncio.ensure_future(reap_forever(self.settings, self.settings.work_pool)),
+                asyncio.ensure_future(self._report_stats()),
             ]
             printer(f"Worker {self.name!r} started on pool {self.settings.work_pool!r} (limit {self._limit})")
             try:
@@ -286,6 +314,29 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                 await asyncio.gather(*loops, return_exceptions=True)
                 await get_pool().close()
         printer(f"Worker {self.name!r} stopped")
+
+    async def _report_stats(self) -> None:
+        """Each heartbeat, what this worker holds, as a Prefect event (the API's /metrics reads them)."""
+        from prefect.events import emit_event
+
+        from sojourn.browser.pool import get_pool
+
+        while True:
+            stats = get_pool().stats
+            running = sum(1 for t in self._running.values() if not t.done())
+            emit_event(
+                event="sojourn.worker.stats",
+                resource={"prefect.resource.id": f"sojourn.worker.{self.name}", "prefect.resource.name": self.name},
+                payload={
+                    "running": running,
+                    "slots": self._limit,
+                    "browsers_launched": stats.launches,
+                    "browser_crashes": stats.crashes,
+                    "contexts_open": stats.contexts_open,
+                    "contexts_opened": stats.contexts_opened,
+                },
+            )
+            await asyncio.sleep(self.heartbeat_interval_seconds)
 
     async def _drain(self) -> None:
         """Let in-flight runs finish within the grace period; hand the rest back."""

@@ -1,4 +1,4 @@
-"""The native dialect: the browsing-agent API at /api/v1, with `browse` jobs of explicit steps.
+"""Native dialect, jobs and screenshots: the browsing-agent API at /api/v1, with `browse` jobs of explicit steps.
 
 Thin: parse the documented request, build a JobSpec, call JobService, render
 the documented response.
@@ -7,9 +7,13 @@ the documented response.
 from __future__ import annotations
 
 import base64
+import asyncio
+from datetime import date, datetime, time, timezone
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prefect.client.schemas.sorting import FlowRunSort
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sojourn.api.auth import Principal
@@ -23,39 +27,85 @@ router = APIRouter(prefix="/api/v1", tags=["jobs"])
 # ------------------------------------------------------------------ request models
 
 
+JobType = Literal["browse", "browseWebAndReturnText", "browseWebAndReturnImage"]
+Priority = Literal["high", "normal", "low"]
+STATUSES = ("submitted", "processing", "completed", "failed", "cancelled")
+
+
 class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    timeout: int | None = Field(None, gt=0, description="milliseconds")
-    retryOnFailure: bool = False
-    maxRetries: int | None = Field(None, ge=0)
+    timeout: int | None = Field(None, gt=0, description="milliseconds the whole job may take")
+    retryOnFailure: bool = Field(False, description="retry failed steps")
+    maxRetries: int | None = Field(None, ge=0, description="retries per step when retryOnFailure (default 3)")
 
 
 class SubmitJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["browse", "browseWebAndReturnText", "browseWebAndReturnImage"]
+    type: JobType
     input: dict[str, Any] = Field(description="for `browse`: a JobSpec (steps, capture, extract, ...); otherwise {provideAllValuesInPlainEnglish}")
-    priority: Literal["high", "normal", "low"] = "normal"
+    priority: Priority = "normal"
     options: JobOptions = Field(default_factory=JobOptions)
 
 
+PLAIN_ENGLISH = "provideAllValuesInPlainEnglish"
+
+
+def plain_english(body: SubmitJob) -> dict[str, Any]:
+    """browseWebAndReturnText/Image: the goal in plain English, run by the agent flow."""
+    extra = set(body.input) - {PLAIN_ENGLISH}
+    if extra:
+        raise ApiError(422, "INVALID_INPUT", f"Invalid field `input.{sorted(extra)[0]}`: {body.type} jobs take only `input.{PLAIN_ENGLISH}`", {"field": f"input.{sorted(extra)[0]}"})
+    goal = body.input.get(PLAIN_ENGLISH)
+    if not isinstance(goal, str) or not goal.strip():
+        raise ApiError(422, "INVALID_INPUT", f"Invalid field `input.{PLAIN_ENGLISH}`: the instructions in plain English are required", {"field": f"input.{PLAIN_ENGLISH}"})
+    data: dict[str, Any] = {"kind": "agent", "goal": goal.strip()}
+    if body.type == "browseWebAndReturnImage":
+        data["capture"] = {"screenshot": {"fullPage": False}}
+    return data
+
+
 def to_spec(body: SubmitJob) -> JobSpec:
-    if body.type != "browse":
-        raise ApiError(
-            422, "INVALID_INPUT",
-            f"Job type `{body.type}` (plain-English jobs) is not available on this server yet; use type `browse` with explicit steps.",
-            {"field": "type"},
-        )
-    data = dict(body.input)
+    data = dict(body.input) if body.type == "browse" else plain_english(body)
     data["priority"] = body.priority
     if body.options.timeout:
         data["timeout"] = body.options.timeout / 1000
     if body.options.retryOnFailure:
         data["retries"] = body.options.maxRetries if body.options.maxRetries is not None else 3
+    elif "retries" not in data:
+        data["retries"] = 0
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
         message, details = invalid_input(exc, prefix="input")
         raise ApiError(422, "INVALID_INPUT", message, details) from None
+
+
+async def accepted(svc: JobService, run: Any, body: SubmitJob) -> dict[str, Any]:
+    """The 202 body: an estimate from this type's recent history and the place in the queue."""
+    estimate, position = await asyncio.gather(svc.estimated_duration_ms(body.type), svc.queue_position(run, body.priority))
+    return {"jobId": str(run.id), "status": "submitted", "estimatedDuration": estimate, "queuePosition": position}
+
+
+def time_range(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
+    """`from`/`to` query values: ISO dates or date-times (UTC unless they say); a bare `to` date is inclusive."""
+
+    def parse(value: str | None, field: str, end_of_day: bool) -> datetime | None:
+        if not value:
+            return None
+        try:
+            if len(value) == 10:
+                d = date.fromisoformat(value)
+                t = time(23, 59, 59, 999999) if end_of_day else time(0)
+                return datetime.combine(d, t, tzinfo=timezone.utc)
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(422, "INVALID_INPUT", f"Invalid field `{field}`: {value!r} is not an ISO date or date-time", {"field": field}) from None
+        return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+    a, b = parse(start, "from", False), parse(end, "to", True)
+    if a and b and a > b:
+        raise ApiError(422, "INVALID_INPUT", "Invalid field `from`: it is after `to`", {"field": "from"})
+    return a, b
 
 
 # ------------------------------------------------------------------ rendering
@@ -84,7 +134,22 @@ def render_job(view: JobView) -> dict[str, Any]:
         "duration": view.duration_ms,
     }
     m = view.manifest
-    if view.status == "completed" and m is not None:
+    if view.status == "completed" and m is not None and m.kind == "agent":
+        shots = screenshot_ids(view)
+        image = view.tag("type") == "browseWebAndReturnImage"
+        out["result"] = {
+            "type": "image" if image else "text",
+            "data": (shots[-1] if shots else None) if image else m.answer,
+            "screenshots": shots,
+            "metadata": {
+                "planner": (m.data or {}).get("planner"),
+                "urlsVisited": (m.data or {}).get("urlsVisited", []),
+                "stepsTaken": len((m.data or {}).get("moves", [])),
+                "moves": (m.data or {}).get("moves", []),
+                "finalScreenshotUrl": f"/api/v1/screenshots/{shots[-1]}" if shots else None,
+            },
+        }
+    elif view.status == "completed" and m is not None:
         shots = screenshot_ids(view)
         text = next((a for a in m.artifacts if a.kind == "text"), None)
         out["result"] = {
@@ -133,7 +198,62 @@ def writer(request: Request) -> Principal:
 async def submit_job(body: SubmitJob, principal: Principal = Depends(writer), svc: JobService = Depends(jobs)) -> dict[str, Any]:
     spec = to_spec(body)
     run = await svc.submit(spec, principal, dialect="native", extra_tags=[f"type:{body.type}"])
-    return {"jobId": str(run.id), "status": "submitted", "estimatedDuration": None, "queuePosition": None}
+    return await accepted(svc, run, body)
+
+
+SORTS = {
+    "createdAt": FlowRunSort.EXPECTED_START_TIME_ASC,
+    "-createdAt": FlowRunSort.EXPECTED_START_TIME_DESC,
+    "startedAt": FlowRunSort.START_TIME_ASC,
+    "-startedAt": FlowRunSort.START_TIME_DESC,
+    "-completedAt": FlowRunSort.END_TIME_DESC,
+}
+
+
+@router.get("/jobs", summary="List jobs (filter, sort, paginate by page/size or limit/offset)")
+async def list_jobs(
+    status: str | None = Query(None, description="one or more of submitted, processing, completed, failed, cancelled (comma-separated)"),
+    priority: Priority | None = None,
+    from_: str | None = Query(None, alias="from", description="created at or after (ISO date or date-time)"),
+    to: str | None = Query(None, description="created at or before (a date means the end of that day)"),
+    sort: str = Query("-createdAt", description="createdAt, -createdAt, startedAt, -startedAt, -completedAt"),
+    page: int | None = Query(None, ge=1),
+    size: int | None = Query(None, ge=1, le=100),
+    limit: int | None = Query(None, ge=1, le=100),
+    offset: int | None = Query(None, ge=0),
+    principal: Principal = Depends(reader),
+    svc: JobService = Depends(jobs),
+) -> dict[str, Any]:
+    statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
+    bad = [s for s in statuses or [] if s not in STATUSES]
+    if bad:
+        raise ApiError(422, "INVALID_INPUT", f"Invalid field `status`: {bad[0]!r} is not one of {', '.join(STATUSES)}", {"field": "status"})
+    if sort not in SORTS:
+        raise ApiError(422, "INVALID_INPUT", f"Invalid field `sort`: {sort!r} is not one of {', '.join(SORTS)}", {"field": "sort"})
+    if (page or size) and (limit or offset is not None):
+        raise ApiError(422, "INVALID_INPUT", "Invalid field `page`: use page/size or limit/offset, not both", {"field": "page"})
+    start, end = time_range(from_, to)
+    if page or size:
+        size = size or 20
+        page = page or 1
+        take, skip = size, (page - 1) * size
+    else:
+        take, skip = limit or 20, offset or 0
+    views, total = await svc.list(
+        principal, status=statuses, priority=priority, created_from=start, created_to=end, sort=SORTS[sort], limit=take, offset=skip,
+    )
+    out: dict[str, Any] = {"jobs": [render_job(v) for v in views], "total": total, "hasMore": skip + len(views) < total}
+    if page:
+        out.update(page=page, size=take)
+    else:
+        out.update(limit=take, offset=skip)
+    return out
+
+
+@router.post("/jobs/{job_id}/retry", status_code=202, summary="Run a finished job again as a new job")
+async def retry_job(job_id: str, principal: Principal = Depends(writer), svc: JobService = Depends(jobs)) -> dict[str, Any]:
+    run = await svc.retry(job_id, principal)
+    return {"newJobId": str(run.id), "originalJobId": job_id, "status": "submitted"}
 
 
 @router.get("/jobs/{job_id}", summary="Get a job's status, progress and result")
@@ -173,8 +293,6 @@ async def get_screenshot(screenshot_id: str, request: Request, include: str | No
     if rec.kind != "screenshot":
         raise ApiError(404, "SCREENSHOT_NOT_FOUND", f"Screenshot with ID '{screenshot_id}' not found", {"screenshotId": screenshot_id})
     if include == "metadata":
-        from fastapi.responses import JSONResponse
-
         return JSONResponse(
             {
                 "id": rec.id,
@@ -184,6 +302,12 @@ async def get_screenshot(screenshot_id: str, request: Request, include: str | No
             }
         )
     return Response(data, media_type="image/png")
+
+
+@router.delete("/screenshots/{screenshot_id}", status_code=204, summary="Delete a screenshot")
+async def delete_screenshot(screenshot_id: str, principal: Principal = Depends(writer), svc: JobService = Depends(jobs)) -> Response:
+    await svc.delete_artifact(screenshot_id, principal)
+    return Response(status_code=204)
 
 
 @router.get("/screenshots/{screenshot_id}/download", summary="Download a screenshot")

@@ -1,0 +1,81 @@
+"""Prometheus metrics at /metrics.
+
+- job counts by status and queue depth by priority: read from Prefect when
+  scraped (at most every 5 s, however often Prometheus asks);
+- job duration histogram and finished-jobs counter: observed by the outcome
+  listener as jobs end (per API process, as Prometheus counters are);
+- browser pool gauges per worker: from the `sojourn.worker.stats` events each
+  worker sends with its heartbeat (workers may be on other machines, so the
+  API exports what they report, and forgets a worker gone quiet).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from sojourn.api.jobs import PRIORITIES, JobView, queued_filter
+from sojourn.api.stats import Stats
+
+BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
+
+
+class Metrics:
+    def __init__(self, stats: Stats, stale_after: float = 30.0) -> None:
+        self.stats = stats
+        self.stale_after = stale_after
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs = Gauge("sojourn_jobs", "Jobs by status (all time, from Prefect)", ["status"], registry=r)
+        self.queue = Gauge("sojourn_queue_depth", "Jobs due and waiting to start, by priority queue", ["priority"], registry=r)
+        self.duration = Histogram("sojourn_job_duration_seconds", "Run time of finished jobs", ["status"], buckets=BUCKETS, registry=r)
+        self.finished = Counter("sojourn_jobs_finished", "Jobs seen ending by this API process", ["status"], registry=r)
+        self.workers = Gauge("sojourn_workers_reporting", "Workers that sent stats recently", registry=r)
+        self.running = Gauge("sojourn_worker_running_jobs", "Jobs running on a worker", ["worker"], registry=r)
+        self.slots = Gauge("sojourn_worker_slots", "Jobs a worker may run at once", ["worker"], registry=r)
+        self.contexts = Gauge("sojourn_browser_contexts_open", "Browser contexts open on a worker", ["worker"], registry=r)
+        self.launches = Gauge("sojourn_browser_launches", "Browsers a worker has launched since it started", ["worker"], registry=r)
+        self.crashes = Gauge("sojourn_browser_crashes", "Browser crashes a worker has recovered from", ["worker"], registry=r)
+        self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._refreshed = 0.0
+
+    def observe(self, view: JobView) -> None:
+        self.finished.labels(view.status).inc()
+        if view.duration_ms is not None:
+            self.duration.labels(view.status).observe(view.duration_ms / 1000)
+
+    def worker_report(self, name: str, payload: dict[str, Any]) -> None:
+        self._reports[name] = (time.monotonic(), payload)
+
+    async def render(self) -> bytes:
+        if time.monotonic() - self._refreshed > 5:
+            await self._refresh()
+            self._refreshed = time.monotonic()
+        self._export_workers()
+        return generate_latest(self.registry)
+
+    async def _refresh(self) -> None:
+        for status, n in (await self.stats.counts(None)).items():
+            self.jobs.labels(status).set(n)
+        for priority in PRIORITIES:
+            n = await self.stats.client.count_flow_runs(
+                flow_run_filter=queued_filter(before=datetime.now(timezone.utc), priorities=[priority])
+            )
+            self.queue.labels(priority).set(n)
+
+    def _export_workers(self) -> None:
+        now = time.monotonic()
+        for gauge in (self.running, self.slots, self.contexts, self.launches, self.crashes):
+            gauge.clear()
+        live = {n: p for n, (t, p) in self._reports.items() if now - t < self.stale_after}
+        self._reports = {n: v for n, v in self._reports.items() if n in live}
+        self.workers.set(len(live))
+        for name, p in live.items():
+            self.running.labels(name).set(p.get("running", 0))
+            self.slots.labels(name).set(p.get("slots", 0))
+            self.contexts.labels(name).set(p.get("contexts_open", 0))
+            self.launches.labels(name).set(p.get("browsers_launched", 0))
+            self.crashes.labels(name).set(p.get("browser_crashes", 0))

@@ -1,0 +1,115 @@
+"""Per-key rate limits on the native API, with the spec's `X-RateLimit-*` headers.
+
+Counters live in memory by default (one API process), or in Redis when
+``SOJOURN_REDIS_URL`` is set so several API processes share them. The
+window is a sliding-window counter (the `limits` library): smooth, and
+one round trip to Redis per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from limits import RateLimitItem, parse
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sojourn.api.auth import KeyAuth, presented_key
+from sojourn.api.errors import error_body
+from sojourn.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def parse_rate(text: str) -> RateLimitItem:
+    """'100/minute', '10 per second', ...; a ValueError says what was wrong."""
+    try:
+        return parse(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a rate such as '100/minute' or '10/second'") from None
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        if settings.redis_url:
+            url = settings.redis_url.replace("redis://", "async+redis://", 1).replace("rediss://", "async+rediss://", 1)
+        else:
+            url = "async+memory://"
+        # redis-py's asyncio client (limits defaults to coredis, which we do not ship)
+        self.storage = storage_from_string(url, implementation="redispy", key_prefix="sojourn-ratelimit") if settings.redis_url else storage_from_string(url)
+        self.limiter = SlidingWindowCounterRateLimiter(self.storage)  # type: ignore[arg-type]
+        self.default = parse_rate(settings.rate_limit)
+        self._items: dict[str, RateLimitItem] = {}
+
+    def item(self, rate: str | None) -> RateLimitItem:
+        if not rate:
+            return self.default
+        if rate not in self._items:
+            try:
+                self._items[rate] = parse_rate(rate)
+            except ValueError:
+                self._items[rate] = self.default
+        return self._items[rate]
+
+    async def check(self, identity: str, rate: str | None) -> tuple[bool, dict[str, str]]:
+        """(allowed, headers). Fails open, with a warning, when the counter store is unreachable."""
+        item = self.item(rate)
+        try:
+            allowed = await self.limiter.hit(item, identity)
+            stats = await self.limiter.get_window_stats(item, identity)
+        except Exception as exc:
+            log.warning("rate-limit store unavailable (%s); request let through", exc)
+            return True, {}
+        reset = max(int(math.ceil(stats.reset_time)), int(time.time()) + 1)  # always in the future
+        headers = {
+            "X-RateLimit-Limit": str(item.amount),
+            "X-RateLimit-Remaining": str(max(stats.remaining, 0)),
+            "X-RateLimit-Reset": str(reset),
+        }
+        if not allowed:
+            headers["Retry-After"] = str(max(1, reset - int(time.time())))
+        return allowed, headers
+
+
+class RateLimitMiddleware:
+    """Counts every authenticated request under ``prefix`` against its key's limit."""
+
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, auth: KeyAuth, prefix: str = "/api/v1") -> None:
+        self.app = app
+        self.limiter = limiter
+        self.auth = auth
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        key = presented_key(request)
+        principal = self.auth.lookup(key) if key else None
+        if principal is None:  # unauthenticated: the route answers 401
+            await self.app(scope, receive, send)
+            return
+        allowed, headers = await self.limiter.check(principal.key_id, principal.rate_limit)
+        if not allowed:
+            body = error_body(request, "RATE_LIMITED", f"Rate limit of {headers['X-RateLimit-Limit']} requests exceeded for this key; retry after {headers['Retry-After']} s.",
+                              {"limit": int(headers["X-RateLimit-Limit"]), "retryAfter": int(headers["Retry-After"])})
+            response: Response = JSONResponse(body, status_code=429, headers=headers)
+            await response(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                raw = list(message.get("headers", []))
+                raw.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
+                message = {**message, "headers": raw}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

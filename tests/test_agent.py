@@ -1,0 +1,211 @@
+"""Plain-English jobs: the built-in planner on local mini-sites, the model planner against a scripted server."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from sojourn.blocks.artifact_store import Manifest
+from sojourn.errors import parse_error
+from sojourn.flows import agent
+from sojourn.settings import configure
+from tests.helpers import artifact_bytes, png_image
+from tests.test_runtime import wait_for
+
+
+async def ask(goal: str, image: bool = False) -> Manifest:
+    spec = {"kind": "agent", "goal": goal}
+    if image:
+        spec["capture"] = {"screenshot": {"fullPage": False}}
+    return Manifest.model_validate(await agent(spec))
+
+
+async def refused(goal: str) -> dict:
+    state = await agent({"kind": "agent", "goal": goal}, return_state=True)
+    assert state.is_failed(), state
+    return parse_error(state.message)
+
+
+def next_july_6() -> str:
+    today = date.today()
+    d = date(today.year, 7, 6)
+    return (d if d >= today else date(today.year + 1, 7, 6)).isoformat()
+
+
+# The phrasings a person might write, and what the page must give back.
+PHRASINGS = [
+    ("Go to {flights}, search for flights from Amsterdam to Palma on July 6th and return the cheapest price", lambda a: a == "€91"),
+    ("Open {flights} then type Amsterdam into From, enter Palma in To, set the departure date to 2026-07-06, click Search flights and return the highest price", lambda a: a == "€132"),
+    ("Visit {flights}. Fill in From with Berlin, fill To with Rome, set Date to July 6th, press Enter, then read the heading",
+     lambda a: a == f"Flights from Berlin to Rome on {next_july_6()}"),
+    ("go to {shop}, search for desk lamp, click the first result and tell me the price", lambda a: a == "€49.00"),
+    ("Open {shop} and search for 'lamp', then return the cheapest price", lambda a: a == "€19.99"),
+    ("Go to {shop}, search for lamp and get the price of the Brass lamp", lambda a: a == "€79.50"),
+    ("Navigate to {shop}, search for chair, click Oak chair and read the title", lambda a: a == "Oak chair – Shop"),
+    ("go to {shop} then search for desk lamp and wait for Results, then return the first price", lambda a: a == "€49.00"),
+    ("go to {signup}, type Ada Lovelace into Full name, type ada@example.com into Email, select Germany from Country, "
+     "check I agree to the terms, click Next, choose Pro as plan, click Finish and read the confirmation message",
+     lambda a: "Thank you, Ada Lovelace! Your Pro plan is confirmed for ada@example.com in Germany." in a),
+    ("Start at {signup}; fill Full name with Grace Hopper, put grace@navy.mil in the email address, pick Canada in Country, "
+     "tick the terms box, press Next, select Basic, hit Finish, then extract the text of the confirmation",
+     lambda a: "Grace Hopper" in a and "Basic plan" in a and "Canada" in a),
+    ("go to {flights} and return the page title", lambda a: a == "Fly Cheap – flight search"),
+    ("Please open {flights}, search for flights from Oslo to Nice on 24 December 2026, wait 1 second and report the lowest fare",
+     lambda a: a == "€90"),
+]
+
+
+@pytest.mark.parametrize("goal,check", PHRASINGS, ids=[f"phrasing-{i}" for i in range(len(PHRASINGS))])
+async def test_the_builtin_planner_follows_plain_english(site, goal, check):
+    m = await ask(goal.format(flights=site.url("/flights"), shop=site.url("/shop"), signup=site.url("/signup")))
+    assert m.status == "completed" and check(m.answer), (m.answer, m.data["moves"])
+    assert m.data["planner"] == "builtin"
+    # every move left a named screenshot, and the job knows where it went
+    shots = [a for a in m.artifacts if a.kind == "screenshot"]
+    assert shots and all(a.step_name for a in shots)
+    assert m.data["urlsVisited"][0].startswith(site.url("/"))
+
+
+async def test_the_flight_form_was_filled_as_told(site):
+    await ask(f"Go to {site.url('/flights')}, search for flights from Lisbon to Porto on 2026-12-01 and return the cheapest price")
+    hit = [h for h in site.state.requests_to("/flights/results") if h.query.get("from") == ["Lisbon"]][-1]
+    assert hit.query == {"from": ["Lisbon"], "to": ["Porto"], "date": ["2026-12-01"]}
+
+
+async def test_the_image_type_returns_a_png_of_the_final_page(site):
+    m = await ask(f"Go to {site.url('/flights')}, search for flights from Oslo to Nice on 2026-12-24, then take a screenshot", image=True)
+    assert m.status == "completed"
+    final = [a for a in m.artifacts if a.kind == "screenshot"][-1]
+    assert final.step_name == "Final page"
+    img = png_image(await artifact_bytes(Manifest(job_id=m.job_id, status="x", artifacts=[final]), "screenshot"))
+    assert img.size == (1280, 720)
+    assert "Flights from Oslo to Nice" in json.dumps(m.data["moves"]) or m.steps[-1].title.startswith("Flights Oslo")
+
+
+async def test_an_instruction_it_cannot_understand_is_named(site):
+    err = await refused(f"Go to {site.url('/shop')} and make me a sandwich")
+    assert err["code"] == "INVALID_INPUT" and "'make me a sandwich'" in err["message"]
+
+
+async def test_an_element_it_cannot_find_is_named_with_what_the_page_has(site):
+    err = await refused(f"Go to {site.url('/shop')} and click the Checkout button")
+    assert err["code"] == "ACTION_FAILED"
+    assert "Checkout" in err["message"] and "'Search'" in err["message"]
+
+
+async def test_agent_jobs_obey_the_url_policy(site):
+    err = await refused("Go to http://169.254.169.254/latest/meta-data/ and return the page title")
+    assert err["code"] == "URL_BLOCKED"
+
+
+# ---------------------------------------------------------------------- the model planner
+
+
+class ScriptedModel:
+    """Stands in for an OpenAI-compatible model server (there is no model on this machine).
+
+    It answers chat completions with tool calls a script decides from the
+    observation it is sent, and makes one deliberate mistake (a handle that does
+    not exist) to check that the planner tells it and it can recover.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # noqa: ANN002
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"body": body, "auth": self.headers.get("Authorization")})
+                call = outer.decide(body["messages"])
+                reply = {"id": "cmpl", "object": "chat.completion", "model": body["model"],
+                         "choices": [{"index": 0, "finish_reason": "tool_calls",
+                                      "message": {"role": "assistant", "content": None, "tool_calls": [
+                                          {"id": f"call{len(outer.requests)}", "type": "function",
+                                           "function": {"name": call[0], "arguments": json.dumps(call[1])}}]}}]}
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.start: str = ""
+
+    def decide(self, messages: list[dict]) -> tuple[str, dict]:
+        page = json.loads(messages[-1]["content"].split("\n", 1)[1])
+        tool_results = [m["content"] for m in messages if m.get("role") == "tool"]
+
+        def handle(name: str) -> str:
+            return next(e["handle"] for e in page["elements"] if e["name"] == name)
+
+        if page["url"] == "about:blank":
+            return "goto", {"url": self.start}
+        if page["url"].startswith(self.start) and not any("error" in r for r in tool_results):
+            return "click", {"handle": "e999"}  # the mistake
+        if "/flights/results" not in page["url"]:
+            if not any(e.get("value") for e in page["elements"] if e["name"] == "From"):
+                return "fill", {"handle": handle("From"), "text": "Amsterdam"}
+            if not any(e.get("value") for e in page["elements"] if e["name"] == "To"):
+                return "fill", {"handle": handle("To"), "text": "Palma"}
+            if not any(e.get("value") for e in page["elements"] if e["name"] == "Departure date"):
+                return "fill", {"handle": handle("Departure date"), "text": "2026-07-06"}
+            return "click", {"handle": handle("Search flights")}
+        prices = [t for t in page["text"] if re.fullmatch(r"€\d+", t)]
+        return "finish", {"answer": min(prices, key=lambda p: int(p[1:]))}
+
+
+async def test_the_model_planner_follows_tool_calls_and_recovers_from_a_wrong_one(site):
+    model = ScriptedModel()
+    model.start = site.url("/flights")
+    configure(llm_base_url=model.url, llm_model="scripted-test-model", llm_key_block=None)
+    try:
+        m = await ask("Find the cheapest flight from Amsterdam to Palma on July 6th 2026 and return its price")
+    finally:
+        configure()
+    assert m.status == "completed" and m.answer == "€91"
+    assert m.data["planner"] == "llm"
+    moves = m.data["moves"]
+    assert moves[1]["verb"] == "click" and moves[1]["result"].startswith("error:")  # the wrong call, told back
+    sent_back = [msg for msg in model.requests[2]["body"]["messages"] if msg.get("role") == "tool"]
+    assert any("e999" in msg["content"] for msg in sent_back)
+    assert model.requests[0]["body"]["tools"] and model.requests[0]["body"]["model"] == "scripted-test-model"
+
+
+# ---------------------------------------------------------------------- over HTTP
+
+
+def test_plain_english_jobs_over_the_native_api(stack, site):
+    with stack.client() as http:
+        goal = f"Go to {site.url('/flights')}, search for flights from Amsterdam to Palma on July 6th and return the cheapest price"
+        r = http.post("/api/v1/jobs", json={"type": "browseWebAndReturnText", "input": {"provideAllValuesInPlainEnglish": goal}})
+        assert r.status_code == 202, r.text
+        job = wait_for(http, r.json()["jobId"], timeout=90)
+        assert job["status"] == "completed", job
+        assert job["result"]["type"] == "text" and job["result"]["data"] == "€91"
+        meta = job["result"]["metadata"]
+        assert meta["planner"] == "builtin" and meta["stepsTaken"] >= 5 and meta["urlsVisited"][0] == site.url("/flights")
+        shots = http.get(f"/api/v1/jobs/{job['id']}/screenshots").json()["screenshots"]
+        assert [s["step"] for s in shots][:2] == [f"Opening {site.url('/flights')}", "Filling From"]
+
+        r = http.post("/api/v1/jobs", json={"type": "browseWebAndReturnImage", "input": {"provideAllValuesInPlainEnglish": f"open {site.url('/shop')}"}})
+        job = wait_for(http, r.json()["jobId"], timeout=90)
+        assert job["status"] == "completed" and job["result"]["type"] == "image"
+        png_image(http.get(f"/api/v1/screenshots/{job['result']['data']}").content)
+
+        r = http.post("/api/v1/jobs", json={"type": "browseWebAndReturnText", "input": {"provideAllValuesInPlainEnglish": f"go to {site.url('/shop')} and dance"}})
+        job = wait_for(http, r.json()["jobId"], timeout=60)
+        assert job["status"] == "failed" and job["error"]["code"] == "INVALID_INPUT" and "'dance'" in job["error"]["message"]
+        r = http.post("/api/v1/jobs", json={"type": "browseWebAndReturnText", "input": {}})
+        assert r.status_code == 422 and "provideAllValuesInPlainEnglish" in r.json()["error"]["message"]

@@ -1,0 +1,19 @@
+"""A short load run in CI (the long one is bench/run.py part g: 100 clients for 60 s)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from bench.load import run_load
+
+
+def test_many_clients_at_once_get_no_errors_and_lose_no_job(stack, site):
+    result = asyncio.run(run_load(
+        stack.base, stack.admin_key, site.url("/"), clients=20, seconds=10, submit_every=4, drain_timeout=240, rate_limit="60/minute",
+    ))
+    print(json.dumps(result, indent=1))
+    assert result["error_count"] == 0, result["errors"]
+    assert result["accepted"] >= 20
+    assert result["lost"] == 0 and sum(result["final"].values()) == result["accepted"]
+    assert result["final"].get("completed") == result["accepted"], result["final"]

@@ -1,0 +1,581 @@
+"""The browsing-agent API at /api/v1, endpoint by endpoint, over HTTP against the running stack."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from tests.conftest import redis_available
+from tests.helpers import png_image
+from tests.test_runtime import submit, wait_for
+
+
+def new_key(stack, **body) -> str:
+    """A fresh principal's key (tenancy isolates each test's jobs)."""
+    with stack.client() as admin:
+        r = admin.post("/api/v1/keys", json={"name": "test", **body})
+        assert r.status_code == 201, r.text
+        return r.json()["key"]
+
+
+def failing(site) -> list:
+    """A step that fails for sure: the page never shows what the action waits for."""
+    return [{"url": site.url(f"/?t={uuid.uuid4().hex}"), "actions": ["page.waitForSelector('#absent', {timeout: 300})"]}]
+
+
+def flaky(site, key: str, fail: int) -> list:
+    """A page that fails `fail` times, then works (the action needs what only the working page has)."""
+    return [{"url": site.url(f"/flaky?key={key}&fail={fail}"), "actions": ["page.waitForSelector('#attempt', {timeout: 500})"]}]
+
+
+def quick(site, tag: str = "", wait_ms: int = 0, **extra) -> list:
+    actions = [f"page.waitForTimeout({wait_ms})"] if wait_ms else []
+    return [{"url": site.url(f"/?t={tag or uuid.uuid4().hex}"), "actions": actions, **extra}]
+
+
+# ------------------------------------------------------------------ jobs
+
+
+def test_submit_answers_an_estimate_from_history_and_a_queue_position(stack, site):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolUpdate
+
+    async def pause(flag: bool) -> None:
+        async with get_client() as client:
+            await client.update_work_pool("browsers", WorkPoolUpdate(is_paused=flag))
+
+    with stack.client(new_key(stack)) as http:
+        done = wait_for(http, submit(http, quick(site, wait_ms=300)))
+        assert done["status"] == "completed"
+        asyncio.run(pause(True))
+        try:
+            a = http.post("/api/v1/jobs", json={"type": "browse", "input": {"steps": quick(site)}}).json()
+            b = http.post("/api/v1/jobs", json={"type": "browse", "input": {"steps": quick(site)}}).json()
+            h = http.post("/api/v1/jobs", json={"type": "browse", "input": {"steps": quick(site)}, "priority": "high"}).json()
+        finally:
+            asyncio.run(pause(False))
+        # the estimate is the recent mean run time of this type (there is history now)
+        assert isinstance(a["estimatedDuration"], int) and a["estimatedDuration"] > 0
+        assert b["queuePosition"] == a["queuePosition"] + 1
+        assert h["queuePosition"] < b["queuePosition"]  # a high-priority job goes ahead of normal ones
+        for j in (a, b, h):
+            assert wait_for(http, j["jobId"])["status"] == "completed"
+
+
+def test_list_filters_sorts_and_paginates_both_ways(stack, site):
+    key = new_key(stack)
+    with stack.client(key) as http:
+        ids = [submit(http, quick(site), priority=p) for p in ("high", "normal", "normal")]
+        for j in ids:
+            wait_for(http, j)
+        bad = submit(http, failing(site))
+        assert wait_for(http, bad)["status"] == "failed"
+
+        page1 = http.get("/api/v1/jobs", params={"limit": 2, "offset": 0, "sort": "createdAt"}).json()
+        assert page1["total"] == 4 and page1["hasMore"] is True and [j["id"] for j in page1["jobs"]] == ids[:2]
+        page2 = http.get("/api/v1/jobs", params={"limit": 2, "offset": 2, "sort": "createdAt"}).json()
+        assert [j["id"] for j in page2["jobs"]] == [ids[2], bad] and page2["hasMore"] is False
+        by_page = http.get("/api/v1/jobs", params={"page": 2, "size": 2, "sort": "createdAt"}).json()
+        assert [j["id"] for j in by_page["jobs"]] == [ids[2], bad] and by_page["page"] == 2
+        newest = http.get("/api/v1/jobs").json()
+        assert newest["jobs"][0]["id"] == bad  # default sort: -createdAt
+
+        assert [j["id"] for j in http.get("/api/v1/jobs", params={"status": "failed"}).json()["jobs"]] == [bad]
+        assert http.get("/api/v1/jobs", params={"status": "completed,failed"}).json()["total"] == 4
+        assert [j["id"] for j in http.get("/api/v1/jobs", params={"priority": "high"}).json()["jobs"]] == [ids[0]]
+        tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date().isoformat()
+        today = datetime.now(timezone.utc).date().isoformat()
+        assert http.get("/api/v1/jobs", params={"from": tomorrow}).json()["total"] == 0
+        assert http.get("/api/v1/jobs", params={"from": today, "to": today}).json()["total"] == 4
+
+        r = http.get("/api/v1/jobs", params={"status": "running"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "INVALID_INPUT" and "`status`" in r.json()["error"]["message"]
+        assert http.get("/api/v1/jobs", params={"sort": "-color"}).status_code == 422
+        assert http.get("/api/v1/jobs", params={"limit": 1000}).status_code == 422
+
+    # another tenant sees none of them, and cannot read one
+    with stack.client(new_key(stack)) as other:
+        assert other.get("/api/v1/jobs").json()["total"] == 0
+        assert other.get(f"/api/v1/jobs/{ids[0]}").status_code == 404
+        assert other.post(f"/api/v1/jobs/{ids[0]}/retry").status_code == 404
+        assert other.post(f"/api/v1/jobs/{ids[0]}/cancel").status_code == 404
+
+
+def test_options_timeout_and_retries_are_honoured(stack, site):
+    with stack.client(new_key(stack)) as http:
+        slow = submit(http, quick(site, wait_ms=6000), options={"timeout": 2000})
+        job = wait_for(http, slow)
+        assert job["status"] == "failed" and job["error"]["code"] == "TIMEOUT"
+
+        no_retry = wait_for(http, submit(http, flaky(site, uuid.uuid4().hex, 2)))
+        assert no_retry["status"] == "failed"
+        key = uuid.uuid4().hex
+        job = wait_for(http, submit(http, flaky(site, key, 2), input={"retryDelay": 0.1}, options={"retryOnFailure": True, "maxRetries": 3}))
+        assert job["status"] == "completed", job
+        assert site.state.counters[key] == 3  # failed twice, then succeeded
+
+
+def test_retry_makes_a_new_job_and_a_running_job_cannot_be_retried(stack, site):
+    with stack.client(new_key(stack)) as http:
+        key = uuid.uuid4().hex
+        failed = wait_for(http, submit(http, flaky(site, key, 1)))
+        assert failed["status"] == "failed"
+        r = http.post(f"/api/v1/jobs/{failed['id']}/retry")
+        assert r.status_code == 202, r.text
+        body = r.json()
+        assert body["originalJobId"] == failed["id"] and body["status"] == "submitted" and body["newJobId"] != failed["id"]
+        assert wait_for(http, body["newJobId"])["status"] == "completed"  # the page works the second time
+
+        running = submit(http, quick(site, wait_ms=3000))
+        wait_for(http, running, statuses=("processing", "submitted"))
+        r = http.post(f"/api/v1/jobs/{running}/retry")
+        assert r.status_code == 409 and r.json()["error"]["code"] == "JOB_ALREADY_PROCESSING"
+        wait_for(http, running)
+
+
+def test_screenshots_list_get_and_delete(stack, site):
+    with stack.client(new_key(stack)) as http:
+        job = wait_for(http, submit(http, quick(site), input={"capture": ["screenshot"]}))
+        sid = job["result"]["screenshots"][0]
+        listing = http.get(f"/api/v1/jobs/{job['id']}/screenshots").json()
+        shot = listing["screenshots"][0]
+        assert listing["total"] == 1 and shot["id"] == sid and shot["name"].endswith(".png")
+        assert shot["size"] > 0 and shot["timestamp"] and shot["step"] and shot["dimensions"]["width"] == 1280
+        png_image(http.get(f"/api/v1/screenshots/{sid}").content)
+        meta = http.get(f"/api/v1/screenshots/{sid}", params={"include": "metadata"}).json()
+        assert meta["url"] == f"/api/v1/screenshots/{sid}/download" and meta["metadata"]["size"] == shot["size"]
+
+        assert http.delete(f"/api/v1/screenshots/{sid}").status_code == 204
+        gone = http.get(f"/api/v1/screenshots/{sid}")
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "SCREENSHOT_NOT_FOUND"
+        assert http.get(f"/api/v1/jobs/{job['id']}/screenshots").json()["total"] == 0
+        assert http.get(f"/api/v1/jobs/{job['id']}").json()["result"]["screenshots"] == []
+        assert http.delete(f"/api/v1/screenshots/{sid}").status_code == 404
+
+
+# ------------------------------------------------------------------ real-time
+
+
+def test_sse_sends_progress_screenshot_and_complete(stack, site):
+    with stack.client(new_key(stack)) as http:
+        steps = [{"url": site.url(f"/?s={i}"), "actions": ["page.waitForTimeout(700)"]} for i in range(3)]
+        job_id = submit(http, steps, input={"capture": ["screenshot"]})
+        events: list[tuple[str, dict]] = []
+        with http.stream("GET", f"/api/v1/jobs/{job_id}/events", timeout=60) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            name = None
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line[6:])))
+                    if name == "complete":
+                        break
+        names = [n for n, _ in events]
+        assert names[-1] == "complete" and events[-1][1]["status"] == "completed"
+        assert "progress" in names and "screenshot" in names, names
+        progress = [d for n, d in events if n == "progress"]
+        assert all("step" in d and "percentage" in d for d in progress)
+        assert any(d["percentage"] > 0 for d in progress)
+        shot = next(d for n, d in events if n == "screenshot")
+        assert shot["screenshotId"] in events[-1][1]["result"]["screenshots"]
+
+        # a late subscriber to a finished job gets `complete` at once and the stream ends
+        started = time.monotonic()
+        with http.stream("GET", f"/api/v1/jobs/{job_id}/events") as r:
+            body = r.read().decode()
+        assert body.startswith("event: complete") and time.monotonic() - started < 5
+        assert http.get(f"/api/v1/jobs/{uuid.uuid4()}/events").status_code == 404
+
+
+def test_websocket_subscribe_follow_and_unsubscribe(stack, site):
+    from websockets.sync.client import connect
+
+    key = new_key(stack)
+    with stack.client(key) as http:
+        finished = wait_for(http, submit(http, quick(site)))
+        job_id = submit(http, [{"url": site.url(f"/?s={i}"), "actions": ["page.waitForTimeout(600)"]} for i in range(3)])
+        ws_url = stack.base.replace("http://", "ws://") + "/api/v1/jobs/stream"
+        with connect(ws_url, additional_headers={"X-API-Key": key}, open_timeout=10) as ws:
+            ws.send(json.dumps({"action": "subscribe", "jobIds": [finished["id"], job_id, str(uuid.uuid4())]}))
+            got: list[dict] = []
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                msg = json.loads(ws.recv(timeout=30))
+                got.append(msg)
+                if msg.get("type") == "complete" and msg.get("jobId") == job_id:
+                    break
+            by_type = [(m["type"], m.get("jobId")) for m in got]
+            assert ("complete", finished["id"]) == by_type[0]  # the late subscriber gets the current state first
+            errors = [m for m in got if m["type"] == "error"]
+            assert len(errors) == 1 and errors[0]["error"]["code"] == "JOB_NOT_FOUND"
+            assert ("progress", job_id) in by_type
+            assert got[-1]["data"]["status"] == "completed"
+            ws.send(json.dumps({"action": "unsubscribe", "jobIds": [job_id]}))
+            assert json.loads(ws.recv(timeout=10)) == {"type": "unsubscribed", "jobIds": [finished["id"]]}
+            ws.send("not json")
+            assert json.loads(ws.recv(timeout=10))["error"]["code"] == "INVALID_INPUT"
+    # no key, no stream
+    with pytest.raises(Exception):
+        with connect(ws_url, open_timeout=10) as ws:
+            ws.recv(timeout=5)
+
+
+# ------------------------------------------------------------------ batch
+
+
+def test_batch_runs_at_most_max_concurrent_jobs_at_once(stack, site):
+    with stack.client(new_key(stack)) as http:
+        jobs = [{"type": "browse", "input": {"steps": quick(site, wait_ms=800)}} for _ in range(4)]
+        r = http.post("/api/v1/jobs/batch", json={"jobs": jobs, "options": {"parallel": True, "maxConcurrent": 2}})
+        assert r.status_code == 202, r.text
+        batch = r.json()
+        assert batch["status"] == "submitted" and len(batch["jobIds"]) == 4 and batch["batchId"]
+        done = [wait_for(http, j, timeout=90) for j in batch["jobIds"]]
+        assert all(j["status"] == "completed" for j in done)
+        # never more than two running at any moment
+        spans = [(j["startedAt"], j["completedAt"]) for j in done]
+        for start, _ in spans:
+            overlapping = sum(1 for s, e in spans if s <= start < e)
+            assert overlapping <= 2, spans
+        # the first two started before the last two
+        assert max(s for s, _ in spans[:2]) < min(s for s, _ in spans[2:])
+        view = http.get(f"/api/v1/jobs/batch/{batch['batchId']}").json()
+        assert view["status"] == "completed" and view["counts"] == {"completed": 4} and view["maxConcurrent"] == 2
+        assert [j["id"] for j in view["jobs"]] == batch["jobIds"]
+
+        r = http.post("/api/v1/jobs/batch", json={"jobs": [jobs[0], {"type": "browse", "input": {"steps": []}}]})
+        assert r.status_code == 422 and "jobs.1.input" in r.json()["error"]["message"]
+    with stack.client(new_key(stack)) as other:
+        assert other.get(f"/api/v1/jobs/batch/{batch['batchId']}").status_code == 404
+
+
+# ------------------------------------------------------------------ system and analytics
+
+
+def test_system_status_and_analytics(stack, site):
+    with stack.client(new_key(stack)) as http:
+        ok = wait_for(http, submit(http, quick(site, wait_ms=200)))
+        bad = wait_for(http, submit(http, failing(site)))
+        assert (ok["status"], bad["status"]) == ("completed", "failed")
+        status = http.get("/api/v1/system/status").json()
+        assert status["status"] == "healthy"
+        assert status["queue"]["completed"] == 1 and status["queue"]["failed"] == 1 and status["queue"]["pending"] == 0
+        assert status["workers"]["total"] >= 1 and status["workers"]["active"] + status["workers"]["idle"] == status["workers"]["total"]
+        assert status["performance"]["successRate"] == 0.5
+        assert status["performance"]["averageJobDuration"] >= 200
+        assert status["performance"]["throughput"] == "2 jobs/hour"
+
+        today = datetime.now(timezone.utc).date().isoformat()
+        stats = http.get("/api/v1/analytics/jobs", params={"from": today, "to": today}).json()
+        s = stats["statistics"]
+        assert stats["period"]["to"].endswith("23:59:59.999999Z")
+        assert (s["totalJobs"], s["successfulJobs"], s["failedJobs"]) == (2, 1, 1)
+        assert s["mostCommonErrors"] == [{"code": bad["error"]["code"], "count": 1, "percentage": 100.0}]
+        hour = datetime.fromisoformat(ok["createdAt"].replace("Z", "+00:00")).hour
+        assert s["peakHour"] == f"{hour:02d}:00-{(hour + 1) % 24:02d}:00"
+        assert http.get("/api/v1/analytics/jobs", params={"from": "yesterday"}).status_code == 422
+
+
+def test_metrics_export_jobs_durations_and_browser_pool(stack, site):
+    with stack.client() as http:
+        wait_for(http, submit(http, quick(site)))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            text = httpx.get(f"{stack.base}/metrics").text
+            if "sojourn_browser_contexts_open{" in text and "sojourn_job_duration_seconds_count" in text:
+                break
+            time.sleep(1)
+        assert 'sojourn_jobs{status="completed"}' in text
+        assert 'sojourn_job_duration_seconds_bucket{le="1.0",status="completed"}' in text
+        assert 'sojourn_queue_depth{priority="high"}' in text
+        assert "sojourn_browser_contexts_open{worker=" in text, text[-2000:]
+        assert "sojourn_worker_slots{worker=" in text
+
+
+# ------------------------------------------------------------------ templates
+
+
+def test_templates_fill_variables_and_name_a_missing_one(stack, site):
+    key = new_key(stack)
+    with stack.client(key) as http:
+        tag = uuid.uuid4().hex
+        r = http.post("/api/v1/templates", json={
+            "name": "Visit a page",
+            "type": "browse",
+            "defaultInput": {"steps": [{"url": site.url("/?t={tag}&q={query}")}], "capture": ["text"]},
+            "variables": ["tag", "query"],
+        })
+        assert r.status_code == 201, r.text
+        tid = r.json()["templateId"]
+        assert r.json()["name"] == "Visit a page"
+        assert [t["templateId"] for t in http.get("/api/v1/templates").json()["templates"]] == [tid]
+        assert http.get(f"/api/v1/templates/{tid}").json()["variables"] == ["tag", "query"]
+
+        r = http.post(f"/api/v1/templates/{tid}/execute", json={"variables": {"tag": tag}})
+        assert r.status_code == 400
+        err = r.json()["error"]
+        assert err["code"] == "INVALID_INPUT" and "`query`" in err["message"] and err["details"]["missing"] == ["query"]
+
+        r = http.post(f"/api/v1/templates/{tid}/execute", json={"variables": {"tag": tag, "query": "palma"}})
+        assert r.status_code == 202 and r.json()["templateId"] == tid
+        assert wait_for(http, r.json()["jobId"])["status"] == "completed"
+        hits = [h for h in site.state.requests_to("/") if h.query.get("t") == [tag]]
+        assert hits and hits[0].query["q"] == ["palma"]
+
+    with stack.client(new_key(stack)) as other:
+        assert other.get(f"/api/v1/templates/{tid}").status_code == 404
+        assert other.post(f"/api/v1/templates/{tid}/execute", json={"variables": {}}).status_code == 404
+        assert other.delete(f"/api/v1/templates/{tid}").status_code == 404
+    with stack.client(key) as http:
+        assert http.delete(f"/api/v1/templates/{tid}").status_code == 204
+        assert http.get(f"/api/v1/templates/{tid}").json()["error"]["code"] == "TEMPLATE_NOT_FOUND"
+
+
+# ------------------------------------------------------------------ webhooks
+
+
+class Receiver:
+    """A local webhook endpoint that records deliveries and fails the first `fail_first` of them."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.received: list[tuple[dict, bytes]] = []
+        self.fail_first = fail_first
+        self.calls = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # noqa: ANN002
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.calls += 1
+                status = 500 if outer.calls <= outer.fail_first else 200
+                if status == 200:
+                    outer.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def wait(self, n: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(self.received) >= n, f"{len(self.received)} deliveries of {n} after {timeout} s ({self.calls} calls)"
+
+
+def test_webhooks_are_signed_retried_and_logged(stack, site):
+    receiver = Receiver(fail_first=1)
+    secret = "s3cret-" + uuid.uuid4().hex
+    with stack.client(new_key(stack)) as http:
+        r = http.post("/api/v1/webhooks", json={"url": receiver.url, "events": ["job.completed", "job.failed"], "secret": secret})
+        assert r.status_code == 201, r.text
+        hook = r.json()
+        assert "secret" not in hook  # a secret the caller chose is never echoed
+        job = wait_for(http, submit(http, quick(site)))
+        receiver.wait(1)
+        headers, body = receiver.received[0]
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        assert headers["x-sojourn-signature"] == expected
+        payload = json.loads(body)
+        assert payload["event"] == "job.completed" and payload["data"]["id"] == job["id"] and payload["data"]["status"] == "completed"
+        assert headers["x-sojourn-event-id"] == payload["id"] and headers["x-sojourn-timestamp"].isdigit()
+        log = http.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
+        assert log[0]["status"] == "delivered" and log[0]["attempts"] == 2 and log[0]["jobId"] == job["id"]
+
+        cancelled = submit(http, quick(site, wait_ms=5000))
+        wait_for(http, cancelled, statuses=("processing",))
+        http.post(f"/api/v1/jobs/{cancelled}/cancel")
+        time.sleep(2)
+        assert len(receiver.received) == 1  # not subscribed to job.cancelled
+        assert [w["id"] for w in http.get("/api/v1/webhooks").json()["webhooks"]] == [hook["id"]]
+        r = http.post("/api/v1/webhooks", json={"url": "ftp://example.com/x"})
+        assert r.status_code == 422 and "url" in r.json()["error"]["message"]
+        generated = http.post("/api/v1/webhooks", json={"url": receiver.url, "events": ["job.cancelled"]}).json()
+        assert generated["secret"].startswith("whsec_")
+        assert http.delete(f"/api/v1/webhooks/{generated['id']}").status_code == 204
+    with stack.client(new_key(stack)) as other:
+        assert other.get(f"/api/v1/webhooks/{hook['id']}/deliveries").status_code == 404
+        assert other.get("/api/v1/webhooks").json()["total"] == 0
+
+
+@pytest.mark.slow
+def test_a_webhook_owed_while_the_api_was_down_is_delivered_after_it_restarts(stack, site):
+    receiver = Receiver()
+    key = new_key(stack)
+    with stack.client(key) as http:
+        http.post("/api/v1/webhooks", json={"url": receiver.url, "events": ["job.completed"], "secret": "x" * 16})
+        job_id = submit(http, quick(site, wait_ms=4000))
+        wait_for(http, job_id, statuses=("processing",))
+    stack.stop_api()
+    try:
+        async def until_done() -> None:
+            from prefect.client.orchestration import get_client
+
+            async with get_client() as client:
+                for _ in range(120):
+                    run = await client.read_flow_run(uuid.UUID(job_id))
+                    if run.state and run.state.is_final():
+                        return
+                    await asyncio.sleep(0.5)
+
+        asyncio.run(until_done())
+        assert receiver.received == []  # nobody was there to send it
+    finally:
+        stack.start_api()
+    receiver.wait(1, timeout=60)
+    assert json.loads(receiver.received[0][1])["data"]["id"] == job_id
+
+
+# ------------------------------------------------------------------ keys, limits, errors
+
+
+def test_keys_have_scopes_are_shown_once_and_can_be_revoked(stack, site):
+    with stack.client() as admin:
+        r = admin.post("/api/v1/keys", json={"name": "reader", "scopes": ["jobs:read"]})
+        assert r.status_code == 201
+        created = r.json()
+        listing = admin.get("/api/v1/keys").json()["keys"]
+        row = next(k for k in listing if k["id"] == created["id"])
+        assert "key" not in row and row["scopes"] == ["jobs:read"]
+        assert created["key"] not in json.dumps(listing)
+        assert admin.post("/api/v1/keys", json={"name": "x", "scopes": ["root"]}).status_code == 422
+
+    with stack.client(created["key"]) as reader:
+        assert reader.get("/api/v1/jobs").status_code == 200
+        r = reader.post("/api/v1/jobs", json={"type": "browse", "input": {"steps": quick(site)}})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
+        assert reader.get("/api/v1/keys").status_code == 403
+    with stack.client() as admin:
+        assert admin.delete(f"/api/v1/keys/{created['id']}").status_code == 204
+    with stack.client(created["key"]) as reader:
+        assert reader.get("/api/v1/jobs").status_code == 401
+    # Bearer works as well as X-API-Key
+    assert httpx.get(f"{stack.base}/api/v1/jobs", headers={"Authorization": f"Bearer {stack.admin_key}"}).status_code == 200
+
+
+def test_a_keys_url_allow_list_limits_where_its_jobs_go(stack, site):
+    key = new_key(stack, urlAllowList=["localhost"])
+    with stack.client(key) as http:
+        r = http.post("/api/v1/jobs", json={"type": "browse", "input": {"steps": [{"url": site.url("/")}]}})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "URL_NOT_ALLOWED"
+        assert "steps.0.url" in r.json()["error"]["message"]
+        job = wait_for(http, submit(http, [{"url": site.url("/", host="localhost")}]))
+        assert job["status"] == "completed"
+
+
+def test_rate_limit_per_key_with_headers_and_429(stack):
+    key = new_key(stack, rateLimit="5/minute")
+    with stack.client(key) as http:
+        answers = [http.get("/api/v1/jobs") for _ in range(5)]
+        assert [r.status_code for r in answers] == [200] * 5
+        assert [int(r.headers["X-RateLimit-Remaining"]) for r in answers] == [4, 3, 2, 1, 0]
+        assert answers[0].headers["X-RateLimit-Limit"] == "5"
+        assert int(answers[0].headers["X-RateLimit-Reset"]) > time.time()
+        r = http.get("/api/v1/jobs")
+        assert r.status_code == 429 and r.json()["error"]["code"] == "RATE_LIMITED" and int(r.headers["Retry-After"]) >= 1
+    with stack.client() as admin:  # other keys are not affected
+        assert admin.get("/api/v1/jobs", params={"limit": 1}).status_code == 200
+
+
+def test_rate_limits_are_shared_by_api_processes_through_redis(stack):
+    if not redis_available():
+        if os.environ.get("CI"):
+            pytest.fail("Redis must be running in CI (127.0.0.1:6379)")
+        pytest.skip("no Redis on 127.0.0.1:6379 on this machine")
+    key = new_key(stack, rateLimit="6/minute")
+    proc, second = stack.extra_api()
+    try:
+        codes = []
+        for i in range(7):
+            base = stack.base if i % 2 == 0 else second
+            codes.append(httpx.get(f"{base}/api/v1/jobs", headers={"X-API-Key": key}).status_code)
+        assert codes == [200] * 6 + [429]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_errors_use_the_standard_body_everywhere(stack):
+    with stack.client() as http:
+        for r, status, code in (
+            (http.get("/api/v1/nowhere"), 404, "NOT_FOUND"),
+            (http.delete("/api/v1/jobs"), 405, "METHOD_NOT_ALLOWED"),
+            (http.post("/api/v1/jobs", json={"type": "fly"}), 422, "INVALID_INPUT"),
+            (http.post("/api/v1/jobs", content=b"x" * 1_200_000, headers={"Content-Type": "application/json"}), 413, "PAYLOAD_TOO_LARGE"),
+            (http.get(f"/api/v1/jobs/{uuid.uuid4()}"), 404, "JOB_NOT_FOUND"),
+        ):
+            assert r.status_code == status, (r.status_code, r.text)
+            err = r.json()["error"]
+            assert err["code"] == code and err["message"] and err["timestamp"] and err["path"].startswith("/api/v1/")
+            assert isinstance(err["details"], dict)
+    assert httpx.get(f"{stack.base}/api/docs").status_code == 200
+    spec = httpx.get(f"{stack.base}/api/openapi.json").json()
+    assert "/api/v1/jobs/batch" in spec["paths"] and "/api/v1/templates/{template_id}/execute" in spec["paths"]
+
+
+async def service_with_room(client, room: int, site):
+    """JobService in this process, against the session's Prefect server, with room for `room` more queued jobs,
+    and a job spec due in an hour (it waits in the queue)."""
+    from sojourn.api.events import EventHub
+    from sojourn.api.jobs import JobService, queued_filter
+    from sojourn.blocks.artifact_store import ArtifactStore
+    from sojourn.settings import Settings
+    from sojourn.spec import JobSpec
+
+    queued = await client.count_flow_runs(flow_run_filter=queued_filter())
+    svc = JobService(Settings(max_queued_jobs=queued + room), client, EventHub(), ArtifactStore.from_settings())
+    await svc.start()
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    return svc, JobSpec.model_validate({"steps": [{"url": site.url("/")}], "run_at": later.isoformat()})
+
+
+async def test_submissions_past_the_queue_limit_answer_queue_full(prefect_server, site):
+    from prefect.client.orchestration import get_client
+
+    from sojourn.api.auth import Principal
+    from sojourn.api.errors import ApiError
+
+    async with get_client() as client:
+        svc, spec = await service_with_room(client, 2, site)
+        who = Principal("queue-test", frozenset({"jobs:write", "jobs:read"}))
+        runs = [await svc.submit(spec, who, dialect="native") for _ in range(2)]
+        with pytest.raises(ApiError) as err:
+            await svc.submit(spec, who, dialect="native")
+        assert err.value.status == 503 and err.value.code == "QUEUE_FULL" and err.value.headers["Retry-After"]
+        for run in runs:
+            await svc.cancel(str(run.id), who)
+
+
+async def test_a_batch_refused_halfway_leaves_no_job_behind(prefect_server, site):
+    """The queue fills up on the batch's second job: the first is withdrawn, so nothing waits forever."""
+    from prefect.client.orchestration import get_client
+
+    from sojourn.api.auth import Principal
+    from sojourn.api.batches import BatchService
+    from sojourn.api.errors import ApiError
+
+    async with get_client() as client:
+        svc, spec = await service_with_room(client, 1, site)
+        who = Principal("batch-refused-" + uuid.uuid4().hex[:8], frozenset({"jobs:write", "jobs:read"}))
+        with pytest.raises(ApiError) as err:
+            await BatchService(svc).submit([(spec, []), (spec, []), (spec, [])], who, 1)
+        assert err.value.code == "QUEUE_FULL"
+        views, total = await svc.list(who)
+        assert total == 1 and views[0].status == "cancelled"

@@ -89,8 +89,10 @@ def test_with_prefect_down_submissions_answer_503_and_accepted_jobs_finish_when_
             assert r.status_code == 503, r.text
             assert r.json()["error"]["code"] == "SCHEDULER_UNAVAILABLE" and r.headers["Retry-After"]
         # back: what was accepted runs to the end; the refused submission left nothing behind
-        assert wait_for(http, running, timeout=120)["status"] == "completed"
-        assert wait_for(http, queued, timeout=120)["status"] == "completed"
+        done = wait_for(http, running, timeout=120)
+        assert done["status"] == "completed", (done.get("error"), done.get("result"))
+        done = wait_for(http, queued, timeout=120)
+        assert done["status"] == "completed", (done.get("error"), done.get("result"))
         assert http.get("/api/v1/jobs", params={"limit": 1}).json()["total"] == total
         assert not [h for h in site.state.requests_to("/") if h.query.get("down")]
         assert wait_for(http, submit(http, [{"url": site.url("/")}]))["status"] == "completed"

@@ -25,6 +25,7 @@ import asyncio
 import importlib
 import logging
 import os
+import random
 import socket
 import uuid
 from datetime import datetime, timezone
@@ -35,7 +36,6 @@ from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
 from prefect.flow_engine import run_flow
 from prefect.states import AwaitingRetry, Cancelled
-from prefect.utilities.services import critical_service_loop
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
 from sojourn import cancellation
@@ -295,7 +295,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                 await asyncio.sleep(0.1)
                 await self.sync_with_backend()
             loops = [
-                asyncio.ensure_future(critical_service_loop(self.sync_with_backend, interval=self.heartbeat_interval_seconds, jitter_range=0.1, backoff=2)),
+                asyncio.ensure_future(self._heartbeat_loop()),
                 asyncio.ensure_future(self._poll_loop()),
                 asyncio.ensure_future(self._listen_for_scheduled()),
                 asyncio.ensure_future(self._watch_cancellations()),
@@ -314,6 +314,25 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                 await asyncio.gather(*loops, return_exceptions=True)
                 await get_pool().close()
         printer(f"Worker {self.name!r} stopped")
+
+    async def _heartbeat_loop(self) -> None:
+        """Heartbeats (and pool sync) for as long as the worker lives, whatever Prefect does.
+
+        Prefect's own service loop gives up for good after a few failures in a
+        row, and one call can sit in the client's retry back-off for a minute;
+        after an outage the worker then looked dead and the reaper crashed its
+        jobs. Here each attempt is bounded, and a failure only waits for the
+        next beat.
+        """
+        interval = self.heartbeat_interval_seconds
+        while True:
+            try:
+                await asyncio.wait_for(self.sync_with_backend(), timeout=2 * interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("heartbeat failed (%r); next in %s s", exc, interval)
+            await asyncio.sleep(interval * random.uniform(0.9, 1.1))
 
     async def _report_stats(self) -> None:
         """Each heartbeat, what this worker holds, as a Prefect event (the API's /metrics reads them)."""

@@ -6,6 +6,11 @@ heartbeat for ``crash_after_seconds``, the run is over as far as anyone can
 tell: it is rescheduled while the job's retries last (its retry policy
 applies) and marked Crashed after that. Every worker and the API run this
 sweep, so one live process is enough to clean up after a dead one.
+
+A worker cannot send heartbeats while Prefect is unreachable, so silence only
+counts once Prefect has answered this sweeper for ``crash_after_seconds``:
+after an outage (or when the sweeper starts) live workers get that long to
+report in before their runs are judged.
 """
 
 from __future__ import annotations
@@ -30,10 +35,17 @@ from sojourn.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def reap_once(client: PrefectClient, settings: Settings, pool: str) -> list[str]:
-    """One sweep; returns the ids of the runs it crashed or rescheduled."""
+async def reap_once(client: PrefectClient, settings: Settings, pool: str, reachable_since: datetime | None = None) -> list[str]:
+    """One sweep; returns the ids of the runs it crashed or rescheduled.
+
+    ``reachable_since``: since when Prefect has answered without a break; no
+    worker is judged before it has had ``crash_after_seconds`` to send a heartbeat.
+    """
     now = datetime.now(timezone.utc)
     horizon = now - timedelta(seconds=settings.crash_after_seconds)
+    if reachable_since is not None and reachable_since > horizon:
+        await client.hello()  # still tells the caller whether Prefect answers
+        return []
     workers = await client.read_workers_for_work_pool(pool)
     alive = {w.name for w in workers if w.last_heartbeat_time and w.last_heartbeat_time > horizon}
     runs = await client.read_flow_runs(
@@ -71,10 +83,13 @@ def _job_retries(parameters: dict) -> int:
 
 async def reap_forever(settings: Settings, pool: str, interval: float | None = None) -> None:
     interval = interval or max(2.0, settings.crash_after_seconds / 4)
+    reachable_since: datetime | None = None  # Prefect has answered every sweep since
     async with get_client() as client:
         while True:
             try:
-                await reap_once(client, settings, pool)
+                reachable_since = reachable_since or datetime.now(timezone.utc)
+                await reap_once(client, settings, pool, reachable_since)
             except Exception as exc:
+                reachable_since = None
                 log.debug("reaper sweep failed: %s", exc)
             await asyncio.sleep(interval)

@@ -67,7 +67,11 @@ class RateLimiter:
         except Exception as exc:
             log.warning("rate-limit store unavailable (%s); request let through", exc)
             return True, {}
-        reset = max(int(math.ceil(stats.reset_time)), int(time.time()) + 1)  # always in the future
+        now = time.time()
+        # limits' Redis storage reports "now" for a key's first hit (no expiry set yet): the window then
+        # ends one full period from now. Either way the Reset is in the future.
+        reset_at = stats.reset_time if stats.reset_time > now + 0.5 else now + item.get_expiry()
+        reset = int(math.ceil(reset_at))
         headers = {
             "X-RateLimit-Limit": str(item.amount),
             "X-RateLimit-Remaining": str(max(stats.remaining, 0)),

@@ -333,6 +333,7 @@ def main() -> None:
     ap.add_argument("--prefect-db", choices=["sqlite", "postgres"], default="sqlite", help="database behind the Prefect server")
     ap.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432", help="server URL (a fresh database is created on it)")
     ap.add_argument("--burst-concurrency", type=int, default=4)
+    ap.add_argument("--load-rate-limit", default=None, help="(g) each client key's rate limit, e.g. 120/minute (default: the API's)")
     ap.add_argument("--rss-jobs", type=int, default=None, help="jobs for (f); default 1000 (200 with --quick)")
     args = ap.parse_args()
     quick = args.quick
@@ -386,8 +387,12 @@ def main() -> None:
                 from bench.load import run_load
 
                 clients, seconds = (20, 15) if quick else (100, 60)
+                before = {k: cpu_seconds(p.pid) for k, p in roles.items()}
                 results["g_load"] = asyncio.run(run_load(base, ADMIN_KEY, pages["trivial"], clients=clients, seconds=seconds,
-                                                         submit_every=20, drain_timeout=1800))
+                                                         submit_every=20, drain_timeout=1800, rate_limit=args.load_rate_limit))
+                results["g_load"]["cpu_seconds_during_load_and_drain"] = {k: round(cpu_seconds(p.pid) - before[k], 1) for k, p in roles.items()}
+                results["g_load"]["api_reads"] = {line.split('"')[1]: float(line.split()[-1]) for line in httpx.get(f"{base}/metrics").text.splitlines()
+                                                  if line.startswith("sojourn_api_reads_total")}
                 print("g", json.dumps(results["g_load"], indent=1), flush=True)
             if "f" not in skip:
                 results["f_rss"] = asyncio.run(worker_rss(base, pages["trivial"], args.rss_jobs or (200 if quick else 1000), worker.pid, C))

@@ -6,6 +6,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from prefect.client.orchestration import get_client
 
@@ -27,6 +28,10 @@ from sojourn.blocks.artifact_store import ArtifactStore
 from sojourn.settings import Settings, get_settings
 
 
+# Prefect's client keeps 8 of its 16 connections alive; under load the rest were reopened per call.
+PREFECT_HTTP = {"limits": httpx.Limits(max_connections=32, max_keepalive_connections=32, keepalive_expiry=25)}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -37,11 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ensure_admin_key(settings)
         hub = EventHub()
         hub.start()
-        async with get_client() as client:
-            svc = JobService(settings, client, hub, ArtifactStore.from_settings(settings))
+        async with get_client(httpx_settings=PREFECT_HTTP) as client, get_client(httpx_settings=PREFECT_HTTP) as submit_client:
+            svc = JobService(settings, client, hub, ArtifactStore.from_settings(settings), submit_client=submit_client)
             await svc.start()
             stats = Stats(client, settings.work_pool)
-            metrics = Metrics(stats, stale_after=max(3 * settings.worker_heartbeat_seconds, 15))
+            metrics = Metrics(stats, stale_after=max(3 * settings.worker_heartbeat_seconds, 15), reads=svc.reads)
             webhooks = WebhookService(settings)
             batches = BatchService(svc)
             outcomes = Outcomes(svc, webhooks, batches, metrics, render_job)

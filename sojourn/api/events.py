@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable
 
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter
@@ -22,8 +22,11 @@ class EventHub:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._observers: list[Callable[[dict[str, Any]], None]] = []
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        # Counts connections: what was learnt from events under an earlier one may have missed some.
+        self.epoch = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -47,6 +50,10 @@ class EventHub:
         self._listeners.add(queue)
         return queue
 
+    def observe(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback`` with every event, in order, before any queue gets it (it must not block)."""
+        self._observers.append(callback)
+
     def unsubscribe(self, job_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
         subs = self._subscribers.get(job_id)
         if subs is not None:
@@ -59,6 +66,7 @@ class EventHub:
         while True:
             try:
                 async with get_events_subscriber(filter=event_filter, reconnect_on_clean_close=True) as events:
+                    self.epoch += 1
                     self.connected.set()
                     async for event in events:
                         self._dispatch(event)
@@ -80,11 +88,19 @@ class EventHub:
             "resource": dict(event.resource.root) if hasattr(event.resource, "root") else {"prefect.resource.id": rid},
             "tags": [r.id[len("prefect.tag.") :] for r in event.related if r.role == "tag"],
         }
+        self._dispatch_item(item)
+
+    def _dispatch_item(self, item: dict[str, Any]) -> None:
+        for callback in self._observers:
+            try:
+                callback(item)
+            except Exception:
+                log.exception("event observer failed on %s", item["event"])
         targets = set(self._listeners)
-        if job_id is not None:
-            targets |= self._subscribers.get(job_id, set())
+        if item["job_id"] is not None:
+            targets |= self._subscribers.get(item["job_id"], set())
         for queue in targets:
             try:
                 queue.put_nowait(item)
             except asyncio.QueueFull:
-                log.warning("event queue full; dropped %s for %s", event.event, rid)
+                log.warning("event queue full; dropped %s for %s", item["event"], item["job_id"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -31,7 +31,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.client.schemas.sorting import FlowRunSort, LogSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling, Scheduled
@@ -39,6 +39,8 @@ from prefect.states import Cancelled, Cancelling, Scheduled
 from sojourn.api.auth import Principal
 from sojourn.api.errors import ApiError
 from sojourn.api.events import EventHub
+from sojourn.api.live_views import ALL, LiveViews
+from sojourn.api.refreshed import Refreshed
 from sojourn.blocks.artifact_store import ArtifactRecord, ArtifactStore, Manifest
 from sojourn.browser.url_policy import host_allowed, url_host
 from sojourn.deployments.bootstrap import bootstrap
@@ -76,6 +78,10 @@ HELD_UNTIL = datetime(2999, 1, 1, tzinfo=timezone.utc)
 
 def owner_tag(name: str) -> str:
     return f"owner:{name}"
+
+
+def _owner(run: FlowRun) -> str | None:
+    return next((t[len("owner:") :] for t in run.tags if t.startswith("owner:")), None)
 
 
 def queued_filter(before: datetime | None = None, priorities: list[str] | None = None) -> FlowRunFilter:
@@ -119,6 +125,29 @@ class JobView:
     def final(self) -> bool:
         return self.flow_run.state_type in FINAL
 
+    def advance(self, state_type: StateType, name: str, message: str | None, at: datetime) -> bool:
+        """Take a state change reported by an event (not final ones: those need the manifest).
+
+        False when the event is older than what the view already shows (events
+        can arrive out of order) or the change is one this view cannot show.
+        """
+        current = self.flow_run.state
+        if state_type in FINAL or (current is not None and current.timestamp is not None and at < current.timestamp):
+            return False
+        update: dict[str, Any] = {
+            "state": State(type=state_type, name=name, message=message, timestamp=at),
+            "state_type": state_type,
+            "state_name": name,
+        }
+        if state_type == StateType.RUNNING and self.flow_run.start_time is None:
+            update["start_time"] = at
+        self.flow_run = self.flow_run.model_copy(update=update)
+        self.status = STATUS.get(state_type, "submitted")
+        self.state = name
+        if state_type not in (StateType.RUNNING, StateType.CANCELLING):
+            self.progress = None
+        return True
+
     def tag(self, prefix: str) -> str | None:
         for t in self.flow_run.tags:
             if t.startswith(prefix + ":"):
@@ -145,18 +174,24 @@ class JobView:
 
 
 class JobService:
-    def __init__(self, settings: Settings, client: PrefectClient, hub: EventHub, store: ArtifactStore) -> None:
+    def __init__(self, settings: Settings, client: PrefectClient, hub: EventHub, store: ArtifactStore,
+                 submit_client: PrefectClient | None = None) -> None:
         self.settings = settings
         self.client = client
+        # Submissions get connections of their own: accepting a job never queues behind reads.
+        self.submit_client = submit_client or client
         self.hub = hub
         self.store = store
         self.deployments: dict[str, UUID] = {}
         # A final job never changes: its view is served from memory after the first read.
         self._final: OrderedDict[str, JobView] = OrderedDict()
         self._final_max = 5000
-        self._queued = 0
-        self._queued_at = 0.0
-        self._estimates: dict[str, tuple[float, int | None]] = {}
+        # Jobs still moving, and job lists, kept fresh by the event stream.
+        self.live = LiveViews(hub)
+        self.reads: Counter[str] = Counter()  # job and list reads by where the answer came from
+        # Jobs waiting (for QUEUE_FULL): read at most once a second however many submit, counted up in between.
+        self.queued_count: Refreshed[int] = Refreshed(self._count_queued, every=1.0)
+        self._estimates: dict[str, Refreshed[int | None]] = {}
 
     async def start(self) -> None:
         boot = await bootstrap(self.settings)
@@ -197,8 +232,9 @@ class JobService:
             if left <= 0:
                 break
             try:
-                return await asyncio.wait_for(
-                    self.client.create_flow_run_from_deployment(
+                token = self.live.token()
+                run = await asyncio.wait_for(
+                    self.submit_client.create_flow_run_from_deployment(
                         self.deployments[flow],
                         parameters={"spec": spec.model_dump(mode="json", exclude_defaults=True)},
                         tags=tags,
@@ -211,6 +247,11 @@ class JobService:
             except Exception as exc:  # unreachable, timed out, or the server's database is busy
                 last = exc
                 await asyncio.sleep(min(0.2 * (attempt + 1), max(deadline - time.monotonic(), 0)))
+                continue
+            self.queued_count.update(lambda n: n + 1)
+            self.live.drop(str(run.id), principal.name)  # the owner's lists now hold one more job
+            self.live.put_view(await self.view(run, with_progress=False), token)
+            return run
         log.error("could not create the flow run: %r", last)
         raise self.unavailable()
 
@@ -230,18 +271,17 @@ class JobService:
                 )
         return spec.model_copy(update={"url_allow": list(principal.url_allow)})
 
+    async def _count_queued(self) -> int:
+        return await self.client.count_flow_runs(flow_run_filter=queued_filter())
+
     async def _check_queue_room(self) -> None:
-        now = time.monotonic()
-        if now - self._queued_at > 1.0:  # one count per second at most, however many submit
-            self._queued = await self.client.count_flow_runs(flow_run_filter=queued_filter())
-            self._queued_at = now
-        if self._queued >= self.settings.max_queued_jobs:
+        queued = await self.queued_count.get()
+        if queued >= self.settings.max_queued_jobs:
             raise ApiError(
                 503, "QUEUE_FULL",
-                f"The job queue is full ({self._queued} jobs waiting, limit {self.settings.max_queued_jobs}); try again later.",
-                {"queued": self._queued, "limit": self.settings.max_queued_jobs}, headers={"Retry-After": "5"},
+                f"The job queue is full ({queued} jobs waiting, limit {self.settings.max_queued_jobs}); try again later.",
+                {"queued": queued, "limit": self.settings.max_queued_jobs}, headers={"Retry-After": "5"},
             )
-        self._queued += 1
 
     async def queue_position(self, run: FlowRun, priority: str) -> int | None:
         """1 + the jobs due no later than this one in queues served before or with it."""
@@ -252,10 +292,12 @@ class JobService:
         return max(await self.client.count_flow_runs(flow_run_filter=flt), 1)
 
     async def estimated_duration_ms(self, job_type: str) -> int | None:
-        """Mean run time of the last 20 completed jobs of this type (cached 30 s); None with no history."""
-        hit = self._estimates.get(job_type)
-        if hit and time.monotonic() - hit[0] < (30 if hit[1] is not None else 2):  # no history yet: look again soon
-            return hit[1]
+        """Mean run time of the last 20 completed jobs of this type (refreshed every 30 s); None with no history."""
+        if job_type not in self._estimates:
+            self._estimates[job_type] = Refreshed(lambda: self._mean_duration_ms(job_type), every=30.0, every_if_none=2.0)
+        return await self._estimates[job_type].get()
+
+    async def _mean_duration_ms(self, job_type: str) -> int | None:
         runs = await self.client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 tags=FlowRunFilterTags(all_=["sojourn", f"type:{job_type}"]),
@@ -265,13 +307,12 @@ class JobService:
             limit=20,
         )
         times = [(r.end_time - r.start_time).total_seconds() for r in runs if r.start_time and r.end_time]
-        estimate = int(1000 * sum(times) / len(times)) if times else None
-        self._estimates[job_type] = (time.monotonic(), estimate)
-        return estimate
+        return int(1000 * sum(times) / len(times)) if times else None
 
     async def release(self, job_id: str) -> None:
         """Let a held job start now."""
         await self.client.set_flow_run_state(UUID(job_id), Scheduled(message="Released"), force=True)
+        self.live.drop(job_id)
 
     # ------------------------------------------------------------------ read
     async def _flow_run(self, job_id: str, principal: Principal) -> FlowRun:
@@ -295,14 +336,27 @@ class JobService:
         cached = self._final.get(job_id)
         if cached is not None and self._owns(principal, cached.flow_run):
             self._final.move_to_end(job_id)
+            self.reads["memory"] += 1
             return cached
+        live = self.live.view(job_id)
+        if live is not None and self._owns(principal, live.flow_run):
+            self.reads["memory"] += 1
+            return live
+        self.reads["prefect"] += 1
+        token = self.live.token()
         run = await self._flow_run(job_id, principal)
         view = await self.view(run, with_progress=with_progress)
         if view.final:
-            self._final[job_id] = view
-            while len(self._final) > self._final_max:
-                self._final.popitem(last=False)
+            self._remember_final(view)
+        elif with_progress:
+            self.live.put_view(view, token)
         return view
+
+    def _remember_final(self, view: JobView) -> None:
+        self._final[view.id] = view
+        self._final.move_to_end(view.id)
+        while len(self._final) > self._final_max:
+            self._final.popitem(last=False)
 
     @staticmethod
     def _owns(principal: Principal, run: FlowRun) -> bool:
@@ -355,6 +409,14 @@ class JobService:
         limit: int = 20,
         offset: int = 0,
     ) -> tuple[list[JobView], int]:
+        scope = ALL if principal.is_admin else principal.name
+        query = (tuple(status or ()), priority, created_from, created_to, sort, limit, offset)
+        hit = self.live.listing(scope, query)
+        if hit is not None:
+            self.reads["memory"] += 1
+            return hit  # type: ignore[no-any-return]
+        self.reads["prefect"] += 1
+        token = self.live.token()
         tags = ["sojourn"] if principal.is_admin else ["sojourn", owner_tag(principal.name)]
         if priority:
             tags.append(f"priority:{priority}")
@@ -369,6 +431,7 @@ class JobService:
             self.client.count_flow_runs(flow_run_filter=flt),
         )
         views = list(await asyncio.gather(*(self._cached_view(r) for r in runs)))
+        self.live.put_listing(scope, query, (views, total), token)
         return views, total
 
     async def _cached_view(self, run: FlowRun) -> JobView:
@@ -377,7 +440,7 @@ class JobService:
             return cached
         view = await self.view(run, with_progress=False)
         if view.final:
-            self._final[view.id] = view
+            self._remember_final(view)
         return view
 
     # ------------------------------------------------------------------ change
@@ -391,9 +454,11 @@ class JobService:
                 await self.client.set_flow_run_state(run.id, Cancelled(message="Cancelled by request before it started."), force=True)
             else:
                 await self.client.set_flow_run_state(run.id, Cancelling(message="Cancellation requested."), force=True)
+                self.live.drop(job_id, _owner(run))
                 await self._wait_final(run.id, queue, wait)
         finally:
             self.hub.unsubscribe(job_id, queue)
+            self.live.drop(job_id, _owner(run))
         return await self.get(job_id, principal)
 
     async def retry(self, job_id: str, principal: Principal) -> FlowRun:

@@ -4,6 +4,8 @@
   scraped (at most every 5 s, however often Prometheus asks);
 - job duration histogram and finished-jobs counter: observed by the outcome
   listener as jobs end (per API process, as Prometheus counters are);
+- reads by where their answer came from (memory, kept fresh by events, or
+  Prefect): how much of the read load the scheduler is spared;
 - browser pool gauges per worker: from the `sojourn.worker.stats` events each
   worker sends with its heartbeat (workers may be on other machines, so the
   API exports what they report, and forgets a worker gone quiet).
@@ -13,9 +15,10 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 from sojourn.api.jobs import PRIORITIES, JobView, queued_filter
 from sojourn.api.stats import Stats
@@ -23,8 +26,21 @@ from sojourn.api.stats import Stats
 BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
 
 
+class _Reads:
+    """Exports JobService's read counts (kept as plain numbers on the hot path)."""
+
+    def __init__(self, reads: Mapping[str, int]) -> None:
+        self.reads = reads
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("sojourn_api_reads", "Job and job-list reads by this API process, by where the answer came from", labels=["source"])
+        for source in ("memory", "prefect"):
+            family.add_metric([source], self.reads.get(source, 0))
+        yield family
+
+
 class Metrics:
-    def __init__(self, stats: Stats, stale_after: float = 30.0) -> None:
+    def __init__(self, stats: Stats, stale_after: float = 30.0, reads: Mapping[str, int] | None = None) -> None:
         self.stats = stats
         self.stale_after = stale_after
         self.registry = CollectorRegistry()
@@ -39,6 +55,8 @@ class Metrics:
         self.contexts = Gauge("sojourn_browser_contexts_open", "Browser contexts open on a worker", ["worker"], registry=r)
         self.launches = Gauge("sojourn_browser_launches", "Browsers a worker has launched since it started", ["worker"], registry=r)
         self.crashes = Gauge("sojourn_browser_crashes", "Browser crashes a worker has recovered from", ["worker"], registry=r)
+        if reads is not None:
+            r.register(_Reads(reads))  # type: ignore[arg-type]
         self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
         self._refreshed = 0.0
 

@@ -81,6 +81,16 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
     type = "sojourn"
     job_configuration = SojournJobConfiguration
     job_configuration_variables = SojournVariables
+
+    @classmethod
+    def get_default_base_job_template(cls) -> dict[str, Any]:
+        """None: runs start in this process and take no job variables (see bootstrap.ensure_pool).
+
+        Prefect fills an empty pool template from what workers report here, and
+        with a template it validates job variables against it on every flow run
+        it creates.
+        """
+        return {}
     _description = "Runs Sojourn browser jobs in-process, with a warm browser and a fresh context per job."
     _documentation_url = "https://github.com/sojourn"
 

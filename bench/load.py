@@ -2,7 +2,8 @@
 
 Each client has its own key (its own tenant) and loops until the time is up:
 it submits a small job every ``submit_every`` seconds and otherwise reads
-(its last job's status, its job list). Afterwards every accepted job is
+(its last job's status, its job list), a few times a second. A 429 is obeyed
+(it waits for Retry-After) and a refused submission is tried again next turn. Afterwards every accepted job is
 waited for: a job that never reaches a final state counts as lost.
 
     python bench/load.py --base http://127.0.0.1:8000 --admin-key sj_... --url http://127.0.0.1:9000/ --clients 100 --seconds 60
@@ -69,38 +70,47 @@ async def run_load(base: str, admin_key: str, url: str, *, clients: int, seconds
             next_submit = time.monotonic() + random.uniform(0, submit_every)
             while time.monotonic() < deadline:
                 if time.monotonic() >= next_submit:
-                    next_submit += submit_every
                     r = await call("submit", "POST", "/api/v1/jobs", key, json={"type": "browse", "input": {"steps": [{"url": f"{url}?load={i}"}]}})
                     if r is not None and r.status_code == 202:
+                        next_submit += submit_every
                         last = r.json()["jobId"]
                         accepted.append((key, last))
                 elif last and random.random() < 0.7:
-                    await call("get", "GET", f"/api/v1/jobs/{last}", key)
+                    r = await call("get", "GET", f"/api/v1/jobs/{last}", key)
                 else:
-                    await call("list", "GET", "/api/v1/jobs", key, params={"limit": 5})
-                await asyncio.sleep(random.uniform(0.05, 0.25))
+                    r = await call("list", "GET", "/api/v1/jobs", key, params={"limit": 5})
+                pause = random.uniform(0.05, 0.25)
+                if r is not None and r.status_code in (429, 503):  # wait as long as Retry-After says, as clients should
+                    pause = max(pause, float(r.headers.get("Retry-After", 1)))
+                await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
 
         started = time.monotonic()
         await asyncio.gather(*(client(i) for i in range(clients)))
         elapsed = time.monotonic() - started
         requests = sum(len(v) for v in latencies.values())
 
-        # Every accepted job must end.
+        # Every accepted job must end: one long poll per job (?wait=60), with its own key, obeying 429s.
         final: Counter[str] = Counter()
         drain_deadline = time.monotonic() + drain_timeout
-        pending = list(accepted)
-        while pending and time.monotonic() < drain_deadline:
-            still = []
-            for key, job_id in pending:
-                r = await http.get(f"/api/v1/jobs/{job_id}", headers={"X-API-Key": key})
-                status = r.json().get("status") if r.status_code == 200 else f"http {r.status_code}"
-                if status in ("completed", "failed", "cancelled"):
-                    final[status] += 1
-                else:
-                    still.append((key, job_id))
-            pending = still
-            if pending:
-                await asyncio.sleep(2)
+        pending: list[tuple[str, str]] = []
+
+        polls = asyncio.Semaphore(clients)  # at most one long poll per client connection at a time
+
+        async def settle(key: str, job_id: str) -> None:
+            while time.monotonic() < drain_deadline:
+                try:
+                    async with polls:
+                        r = await http.get(f"/api/v1/jobs/{job_id}", params={"wait": 60}, headers={"X-API-Key": key}, timeout=90)
+                except httpx.HTTPError:
+                    await asyncio.sleep(1)
+                    continue
+                if r.status_code == 200 and r.json().get("status") in ("completed", "failed", "cancelled"):
+                    final[r.json()["status"]] += 1
+                    return
+                await asyncio.sleep(float(r.headers.get("Retry-After", 0)) if r.status_code in (429, 503) else 0)
+            pending.append((key, job_id))
+
+        await asyncio.gather(*(settle(key, job_id) for key, job_id in accepted))
         drained = time.monotonic() - started - elapsed
 
     return {

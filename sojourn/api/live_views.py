@@ -46,7 +46,7 @@ class _Entry:
 
 
 class LiveViews:
-    def __init__(self, hub: "EventHub", *, max_age: float = 15.0, max_entries: int = 20_000) -> None:
+    def __init__(self, hub: "EventHub", *, max_age: float = 60.0, max_entries: int = 20_000) -> None:
         self.hub = hub
         self.max_age = max_age
         self.max_entries = max_entries

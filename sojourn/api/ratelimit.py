@@ -78,7 +78,9 @@ class RateLimiter:
             "X-RateLimit-Reset": str(reset),
         }
         if not allowed:
-            headers["Retry-After"] = str(max(1, reset - int(time.time())))
+            # A sliding window frees capacity gradually: about one request per (period / limit), not all at the reset.
+            spacing = math.ceil(item.get_expiry() / max(item.amount, 1))
+            headers["Retry-After"] = str(max(1, min(reset - int(now), spacing)))
         return allowed, headers
 
 

@@ -96,3 +96,8 @@ def test_with_prefect_down_submissions_answer_503_and_accepted_jobs_finish_when_
         assert http.get("/api/v1/jobs", params={"limit": 1}).json()["total"] == total
         assert not [h for h in site.state.requests_to("/") if h.query.get("down")]
         assert wait_for(http, submit(http, [{"url": site.url("/")}]))["status"] == "completed"
+        # the worker still hears cancellations (Prefect's observer gave up for good after an outage)
+        hanging = submit(http, [{"url": site.url(f"/?t={tag}&after=1"), "actions": ["page.waitForTimeout(30000)"]}], input={"timeout": 120})
+        wait_for(http, hanging, statuses=("processing",))
+        assert http.post(f"/api/v1/jobs/{hanging}/cancel").status_code == 200
+        assert wait_for(http, hanging, statuses=("cancelled", "failed", "completed"), timeout=15)["status"] == "cancelled"

@@ -96,6 +96,10 @@ def test_nothing_is_trusted_while_the_stream_is_down_or_from_before_a_reconnect(
     hub.epoch += 1  # reconnected: events in between may have been missed
     hub.connected.set()
     assert live.view(view.id) is None
+    token = live.token()  # a read that began before a reconnection is not kept either
+    hub.epoch += 1
+    live.put_view(view, token)
+    assert live.view(view.id) is None
 
 
 def test_views_expire_as_a_last_resort():

@@ -232,7 +232,6 @@ class JobService:
             if left <= 0:
                 break
             try:
-                token = self.live.token()
                 run = await asyncio.wait_for(
                     self.submit_client.create_flow_run_from_deployment(
                         self.deployments[flow],
@@ -250,7 +249,7 @@ class JobService:
                 continue
             self.queued_count.update(lambda n: n + 1)
             self.live.drop(str(run.id), principal.name)  # the owner's lists now hold one more job
-            self.live.put_view(await self.view(run, with_progress=False), token)
+            self.live.put_view(await self.view(run, with_progress=False), self.live.token())  # read it from memory
             return run
         log.error("could not create the flow run: %r", last)
         raise self.unavailable()

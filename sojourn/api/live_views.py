@@ -14,8 +14,9 @@ kept, and:
   since the current connection began (events missed while disconnected cannot
   leave a stale view behind), and for at most ``max_age`` seconds as a last net.
 
-A read that raced with an event is not kept: each read takes a token before it
-asks Prefect and stores its answer only if no event for that job came since.
+A read that raced with an event (or a reconnection) is not kept: each read
+takes a token before it asks Prefect and stores its answer only if no event for
+that job came since, on the same connection.
 
 Job lists are kept the same way per owner and query: a state event of any of
 the owner's jobs, or a submission, drops that owner's lists (and the admin's).
@@ -52,15 +53,20 @@ class LiveViews:
         self.max_entries = max_entries
         self._views: OrderedDict[str, _Entry] = OrderedDict()
         self._lists: OrderedDict[tuple[str, Hashable], _Entry] = OrderedDict()
-        self._seq = 0  # counts events; a token is the value when a read began
+        self._seq = 0  # counts events and changes made here
         self._job_seq: OrderedDict[str, int] = OrderedDict()  # last event per job
         self._scope_seq: dict[str, int] = {}  # last change per list scope
         hub.observe(self.on_event)
 
     # ------------------------------------------------------------------ tokens
-    def token(self) -> int:
-        """Take before reading from Prefect; hand back to ``put_*``."""
-        return self._seq
+    def token(self) -> tuple[int, int]:
+        """Take before reading from Prefect; hand back to ``put_*``. (connection, last event) when the read began."""
+        return self.hub.epoch, self._seq
+
+    def _storable(self, token: tuple[int, int], last_change: int) -> bool:
+        """Nothing happened since the read began, under one unbroken connection."""
+        epoch, seq = token
+        return self.hub.connected.is_set() and epoch == self.hub.epoch and last_change <= seq
 
     def _usable(self, entry: _Entry | None) -> bool:
         return (
@@ -75,8 +81,8 @@ class LiveViews:
         entry = self._views.get(job_id)
         return entry.value if self._usable(entry) else None  # type: ignore[union-attr]
 
-    def put_view(self, view: "JobView", token: int) -> None:
-        if view.final or not self.hub.connected.is_set() or self._job_seq.get(view.id, -1) > token:
+    def put_view(self, view: "JobView", token: tuple[int, int]) -> None:
+        if view.final or not self._storable(token, self._job_seq.get(view.id, -1)):
             return
         self._views[view.id] = _Entry(view, self.hub.epoch, time.monotonic())
         self._views.move_to_end(view.id)
@@ -95,10 +101,10 @@ class LiveViews:
             return entry.value[1]  # type: ignore[union-attr]
         return None
 
-    def put_listing(self, scope: str, query: Hashable, value: Any, token: int) -> None:
-        if not self.hub.connected.is_set() or self._scope_seq.get(scope, -1) > token:
+    def put_listing(self, scope: str, query: Hashable, value: Any, token: tuple[int, int]) -> None:
+        if not self._storable(token, self._scope_seq.get(scope, -1)):
             return
-        self._lists[(scope, query)] = _Entry((token, value), self.hub.epoch, time.monotonic())
+        self._lists[(scope, query)] = _Entry((token[1], value), self.hub.epoch, time.monotonic())
         self._lists.move_to_end((scope, query))
         while len(self._lists) > self.max_entries:
             self._lists.popitem(last=False)

@@ -236,23 +236,39 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         task.cancel()
 
     async def _watch_cancellations(self) -> None:
-        """Cancel runs of this worker that are set to Cancelling (by event; polling as fallback)."""
+        """Cancel runs of this worker that are set to Cancelling (by event; polling as fallback).
+
+        Prefect's observer falls back to polling when its event stream breaks,
+        and its polling gives up for good after a few failures in a row: after a
+        Prefect outage of more than a few seconds, cancellations were never seen
+        again. So the observer is started afresh whenever it reports that.
+        """
         from prefect._internal.observers import FlowRunCancellingObserver
 
         pool = self.work_pool
-        observer = FlowRunCancellingObserver(
-            on_cancelling=lambda fid: asyncio.ensure_future(self.cancel_running(fid)),
-            polling_interval=2,
-            event_filter=EventFilter(
-                event=EventNameFilter(name=["prefect.flow-run.Cancelling"]),
-                any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{pool.id}"]),
-            ),
-        )
-        async with observer:
-            while True:
-                for fid in list(self._running):
-                    observer.add_in_flight_flow_run_id(fid)
-                await asyncio.sleep(0.2)
+        while True:
+            failed = asyncio.Event()
+            observer = FlowRunCancellingObserver(
+                on_cancelling=lambda fid: asyncio.ensure_future(self.cancel_running(fid)),
+                polling_interval=2,
+                event_filter=EventFilter(
+                    event=EventNameFilter(name=["prefect.flow-run.Cancelling"]),
+                    any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{pool.id}"]),
+                ),
+                on_failure=lambda _ids: failed.set(),
+            )
+            try:
+                async with observer:
+                    while not failed.is_set():
+                        for fid in list(self._running):
+                            observer.add_in_flight_flow_run_id(fid)
+                        await asyncio.sleep(0.2)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("cancellation watch failed: %r", exc)
+            log.warning("cancellation watch lost (Prefect unreachable?); starting it again")
+            await asyncio.sleep(2)
 
     # ------------------------------------------------------------------ fast pickup
     async def _listen_for_scheduled(self) -> None:

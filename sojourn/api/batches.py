@@ -28,9 +28,10 @@ from sqlmodel import select
 
 from sojourn.api.auth import Principal
 from sojourn.api.errors import ApiError
-from sojourn.api.jobs import FINAL, HELD, JobService
+from sojourn.api.jobs import FINAL, HELD, JobService, flow_run_pages
 from sojourn.spec import JobSpec
-from sojourn.store.db import session
+from sojourn.tags import tag_values
+from sojourn.store.db import owned, session
 from sojourn.store.models import Batch
 
 log = logging.getLogger(__name__)
@@ -76,25 +77,15 @@ class BatchService:
         return batch, runs
 
     def get(self, batch_id: str, principal: Principal) -> Batch:
-        with session(self.settings.database_location) as db:
-            row = db.get(Batch, batch_id)
-        if row is None or not (principal.is_admin or row.owner == principal.name):
+        row = owned(self.settings.database_location, Batch, batch_id, principal.owner_filter)
+        if row is None:
             raise ApiError(404, "BATCH_NOT_FOUND", f"Batch with ID '{batch_id}' not found", {"batchId": batch_id})
         return row
 
     async def runs(self, batch_id: str) -> list[FlowRun]:
         flt = FlowRunFilter(tags=FlowRunFilterTags(all_=["sojourn", batch_tag(batch_id)]))
-        runs: list[FlowRun] = []
-        while True:  # Prefect serves at most 200 per page
-            page = await self.svc.client.read_flow_runs(flow_run_filter=flt, limit=200, offset=len(runs))
-            runs.extend(page)
-            if len(page) < 200:
-                break
-        order = {}
-        for r in runs:
-            idx = next((t.split(":", 1)[1] for t in r.tags if t.startswith("batch-index:")), "0")
-            order[r.id] = int(idx)
-        return sorted(runs, key=lambda r: order[r.id])
+        runs = [run async for page in flow_run_pages(self.svc.client, flt) for run in page]
+        return sorted(runs, key=lambda r: int(next(iter(tag_values(r.tags, "batch-index")), "0")))
 
     async def settle(self, batch_id: str) -> None:
         """Release held jobs until ``max_concurrent`` are queued or running."""

@@ -14,7 +14,7 @@ import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, AsyncIterator
 from uuid import UUID, uuid4
 
 from prefect.client.orchestration import PrefectClient
@@ -48,6 +48,7 @@ from sojourn.errors import parse_error
 from sojourn.progress import parse_progress
 from sojourn.settings import Settings
 from sojourn.spec import JobSpec
+from sojourn.tags import owner_tag, tag_values
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,22 @@ HELD = "Held"
 HELD_UNTIL = datetime(2999, 1, 1, tzinfo=timezone.utc)
 
 
-def owner_tag(name: str) -> str:
-    return f"owner:{name}"
-
-
 def _owner(run: FlowRun) -> str | None:
-    return next((t[len("owner:") :] for t in run.tags if t.startswith("owner:")), None)
+    return next(iter(tag_values(run.tags, "owner")), None)
+
+
+PAGE = 200  # Prefect serves at most this many runs per read
+
+
+async def flow_run_pages(client: PrefectClient, flt: FlowRunFilter, sort: FlowRunSort | None = None) -> AsyncIterator[list[FlowRun]]:
+    """Every run matching ``flt``, a page at a time."""
+    offset = 0
+    while True:
+        page = await client.read_flow_runs(flow_run_filter=flt, sort=sort, limit=PAGE, offset=offset)
+        yield page
+        if len(page) < PAGE:
+            return
+        offset += PAGE
 
 
 def queued_filter(before: datetime | None = None, priorities: list[str] | None = None) -> FlowRunFilter:
@@ -149,10 +160,7 @@ class JobView:
         return True
 
     def tag(self, prefix: str) -> str | None:
-        for t in self.flow_run.tags:
-            if t.startswith(prefix + ":"):
-                return t[len(prefix) + 1 :]
-        return None
+        return next(iter(tag_values(self.flow_run.tags, prefix)), None)
 
     @property
     def created_at(self) -> datetime | None:

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Hashable
 
 from prefect.client.schemas.objects import StateType
 
+from sojourn.tags import tag_values
+
 if TYPE_CHECKING:
     from sojourn.api.events import EventHub
     from sojourn.api.jobs import JobView
@@ -126,7 +128,7 @@ class LiveViews:
             return
         if not self._advance(job_id, item):
             self._forget(job_id)
-        owners = [t[len("owner:") :] for t in item.get("tags") or [] if t.startswith("owner:")]
+        owners = tag_values(item.get("tags") or [], "owner")
         if owners:
             for owner in owners:
                 self._touch_scopes(owner)

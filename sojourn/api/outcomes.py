@@ -26,7 +26,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from sqlmodel import select
 
 from sojourn.api.batches import BatchService
-from sojourn.api.jobs import FINAL, JobService, JobView, owner_tag
+from sojourn.api.jobs import FINAL, JobService, JobView, flow_run_pages, owner_tag
 from sojourn.api.metrics import Metrics
 from sojourn.api.streams import FINAL_EVENTS
 from sojourn.api.webhooks import WebhookService, aware
@@ -105,15 +105,10 @@ class Outcomes:
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED])),
                     end_time=FlowRunFilterEndTime(after_=since),
                 )
-                offset = 0
-                while True:
-                    page = await self.svc.client.read_flow_runs(flow_run_filter=flt, sort=FlowRunSort.END_TIME_DESC, limit=200, offset=offset)
+                async for page in flow_run_pages(self.svc.client, flt, FlowRunSort.END_TIME_DESC):
                     for run in page:
                         await self.job_ended(str(run.id), live=False, run=run)
                         handled += 1
-                    if len(page) < 200:
-                        break
-                    offset += 200
         with session(self.svc.settings.database_location) as db:
             row = db.get(Watermark, "outcomes") or Watermark(name="outcomes", value=started)
             row.value = started

@@ -27,7 +27,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
 from sojourn.api.auth import Principal
-from sojourn.api.jobs import STATE_TYPES_FOR_STATUS, owner_tag, run_error
+from sojourn.api.jobs import PAGE, STATE_TYPES_FOR_STATUS, flow_run_pages, owner_tag, run_error
 
 # The API's job statuses, with "submitted" called "pending" as the spec's queue counts say.
 GROUPS: dict[str, list[StateType]] = {("pending" if s == "submitted" else s): types for s, types in STATE_TYPES_FOR_STATUS.items()}
@@ -68,12 +68,11 @@ class Stats:
     async def scan(self, flt: FlowRunFilter, sort: FlowRunSort = FlowRunSort.EXPECTED_START_TIME_DESC) -> tuple[list[FlowRun], bool]:
         """Every run matching (up to SCAN_LIMIT); the flag says whether it stopped there."""
         runs: list[FlowRun] = []
-        while len(runs) < SCAN_LIMIT:
-            page = await self.client.read_flow_runs(flow_run_filter=flt, sort=sort, limit=200, offset=len(runs))
+        async for page in flow_run_pages(self.client, flt, sort):
             runs.extend(page)
-            if len(page) < 200:
-                return runs, False
-        return runs, True
+            if len(runs) >= SCAN_LIMIT and len(page) == PAGE:
+                return runs, True
+        return runs, False
 
     async def workers(self) -> dict[str, int]:
         online = await self.client.read_workers_for_work_pool(

@@ -15,7 +15,7 @@ from sqlmodel import select
 
 from sojourn.api.errors import ApiError
 from sojourn.settings import Settings
-from sojourn.store.db import session
+from sojourn.store.db import owned, session
 from sojourn.store.models import Template
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -80,9 +80,8 @@ def visible(settings: Settings, owner: str | None) -> list[Template]:
 
 
 def get(settings: Settings, template_id: str, owner: str | None) -> Template:
-    with session(settings.database_location) as db:
-        row = db.get(Template, template_id)
-    if row is None or (owner is not None and row.owner != owner):
+    row = owned(settings.database_location, Template, template_id, owner)
+    if row is None:
         raise ApiError(404, "TEMPLATE_NOT_FOUND", f"Template with ID '{template_id}' not found", {"templateId": template_id})
     return row
 

@@ -36,7 +36,7 @@ from sojourn.api.errors import ApiError
 from sojourn.browser.url_policy import check_host
 from sojourn.local_secrets import fernet
 from sojourn.settings import Settings
-from sojourn.store.db import session
+from sojourn.store.db import owned, session
 from sojourn.store.models import Webhook, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,8 @@ class WebhookService:
             return list(db.exec(q))
 
     def get(self, webhook_id: str, owner: str | None) -> Webhook:
-        with session(self.settings.database_location) as db:
-            row = db.get(Webhook, webhook_id)
-        if row is None or (owner is not None and row.owner != owner):
+        row = owned(self.settings.database_location, Webhook, webhook_id, owner)
+        if row is None:
             raise ApiError(404, "WEBHOOK_NOT_FOUND", f"Webhook with ID '{webhook_id}' not found", {"webhookId": webhook_id})
         return row
 

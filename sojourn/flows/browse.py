@@ -34,6 +34,7 @@ from sojourn.errors import ErrorCode, JobError
 from sojourn.progress import Progress
 from sojourn.settings import get_settings
 from sojourn.spec import JobSpec
+from sojourn.tags import tag_values
 from sojourn.tasks.capture import capture
 from sojourn.tasks.job import JobRun
 from sojourn.tasks.step import run_step, step_label
@@ -69,7 +70,7 @@ async def browse(spec: JobSpec) -> Any:
 
 
 def _owner() -> str:
-    owners = sorted(t[len("owner:") :] for t in (flow_run.get_tags() or []) if t.startswith("owner:"))
+    owners = sorted(tag_values(flow_run.get_tags() or [], "owner"))
     return hashlib.sha256(",".join(owners).encode()).hexdigest()[:16]
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from sojourn.store import models  # noqa: F401  (registers the tables)
+
+T = TypeVar("T", bound=SQLModel)
 
 
 @lru_cache(maxsize=8)
@@ -46,3 +49,12 @@ def _add_missing_columns(engine: Engine) -> None:
 
 def session(url: str) -> Session:
     return Session(engine_for(url), expire_on_commit=False)
+
+
+def owned(url: str, model: type[T], row_id: str, owner: str | None) -> T | None:
+    """The row, if ``owner`` may see it (None: anyone's, for the admin); else None, so the caller answers 404."""
+    with session(url) as db:
+        row = db.get(model, row_id)
+    if row is None or (owner is not None and getattr(row, "owner") != owner):
+        return None
+    return row

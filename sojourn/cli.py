@@ -51,7 +51,7 @@ def _spawn(cmd: list[str], env: dict[str, str], *, quiet: bool = False) -> subpr
 @app.command()
 def up() -> None:
     """Start everything on this machine: Prefect server, pool and deployments, one worker, the API."""
-    from sojourn.api.auth import ensure_admin_key
+    from sojourn.services.principals import ensure_admin_key
 
     settings = _settings()
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ def bootstrap_cmd() -> None:
 @app.command("tourist-issuer-token")
 def tourist_issuer_token() -> None:
     """Print a Tourist issuer token: it mints visit tokens at /tourist/api/v1/issue-token, nothing else."""
-    from sojourn.api.visit_tokens import issuer_token
+    from sojourn.services.visit_tokens import issuer_token
 
     print(issuer_token(_settings()))
 
@@ -169,7 +169,7 @@ def submit(
     import httpx
 
     settings = _settings()
-    from sojourn.api.auth import ensure_admin_key
+    from sojourn.services.principals import ensure_admin_key
 
     key, _ = ensure_admin_key(settings)
     base = f"http://{settings.api_host}:{settings.api_port}/api/v1"

@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from prefect.artifacts import ProgressArtifact, aupdate_progress_artifact
-from prefect.events import emit_event
+
+from sojourn.job_identity import emit_job_event
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,10 @@ class Progress:
             self._emit()
 
     def _emit(self) -> None:
-        emit_event(
-            event="sojourn.job.progress",
-            resource={"prefect.resource.id": f"prefect.flow-run.{self.job_id}"},
-            payload={
+        emit_job_event(
+            self.job_id,
+            "sojourn.job.progress",
+            {
                 "currentStep": self.current,
                 "stepsCompleted": self.done,
                 "totalSteps": self.total,

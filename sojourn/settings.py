@@ -57,7 +57,6 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=5.0, gt=0, description="fallback poll when no event arrives")
     worker_shutdown_grace: float = Field(default=30.0, ge=0, description="seconds in-flight jobs get to finish on shutdown")
     crash_after_seconds: float = Field(default=20.0, gt=0, description="a job whose worker sent no heartbeat for this long is crashed")
-    submit_timeout: float = Field(default=20.0, gt=0, description="seconds a submission may spend queueing the job with Prefect, retries included, before it answers 503 SCHEDULER_UNAVAILABLE")
     tourist_auth: bool = Field(default=True, description="Tourist dialect: require visit tokens (false for private deployments)")
     tourist_secret: SecretStr | None = Field(default=None, description="signs Tourist tokens; generated and stored under SOJOURN_HOME when unset")
     result_retention_seconds: float = Field(default=7 * 24 * 3600, gt=0, description="how long job results stay readable")

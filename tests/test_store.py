@@ -9,9 +9,10 @@ import pytest
 from sqlmodel import select
 
 from sojourn import settings as settings_mod
-from sojourn.api.auth import KeyAuth, ensure_admin_key, hash_key
+from sojourn.api.auth import KeyAuth
+from sojourn.services.principals import ensure_admin_key, hash_key
 from sojourn.store.db import session
-from sojourn.store.models import ApiKey
+from sojourn.store.keys import ApiKey
 
 PG_SERVER = os.environ.get("SOJOURN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
 

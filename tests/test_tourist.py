@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from sojourn.api import visit_tokens
+from sojourn.services import visit_tokens
 from sojourn.settings import get_settings
 from tests.helpers import pdf_text, png_image
 

@@ -11,19 +11,20 @@ from fastapi import FastAPI, Request, Response
 from prefect.client.orchestration import get_client
 
 from sojourn.api import errors
-from sojourn.api.auth import KeyAuth, ensure_admin_key
-from sojourn.api.batches import BatchService
+from sojourn.api.auth import KeyAuth
+from sojourn.services.principals import ensure_admin_key
+from sojourn.services.batches import BatchService
 from sojourn.api.bodylimit import BodySizeLimit
 from sojourn.api.dialects import native
 from sojourn.api.dialects.native.jobs import render_job
 from sojourn.api.dialects.tourist import create_tourist_app
-from sojourn.api.events import EventHub
-from sojourn.api.jobs import JobService
-from sojourn.api.metrics import Metrics
-from sojourn.api.outcomes import Outcomes
+from sojourn.services.events import EventHub
+from sojourn.services.jobs import JobService
+from sojourn.services.metrics import Metrics
+from sojourn.services.outcomes import Outcomes
 from sojourn.api.ratelimit import RateLimiter, RateLimitMiddleware
-from sojourn.api.stats import Stats
-from sojourn.api.webhooks import WebhookService
+from sojourn.services.stats import Stats
+from sojourn.services.webhooks import WebhookService
 from sojourn.blocks.artifact_store import ArtifactStore
 from sojourn.settings import Settings, get_settings
 
@@ -42,17 +43,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ensure_admin_key(settings)
         hub = EventHub()
         hub.start()
-        async with get_client(httpx_settings=PREFECT_HTTP) as client, get_client(httpx_settings=PREFECT_HTTP) as submit_client:
-            svc = JobService(settings, client, hub, ArtifactStore.from_settings(settings), submit_client=submit_client)
+        async with get_client(httpx_settings=PREFECT_HTTP) as client, get_client(httpx_settings=PREFECT_HTTP) as dispatch_client:
+            svc = JobService(settings, client, hub, ArtifactStore.from_settings(settings), dispatch_client=dispatch_client)
             await svc.start()
-            stats = Stats(client, settings.work_pool)
-            metrics = Metrics(stats, stale_after=max(3 * settings.worker_heartbeat_seconds, 15), reads=svc.reads)
+            stats = Stats(client, settings.work_pool, svc.ledger)
+            metrics = Metrics(stats, stale_after=max(3 * settings.worker_heartbeat_seconds, 15), reads=svc.reads, waiting=svc.waiting.get)
             webhooks = WebhookService(settings)
             batches = BatchService(svc)
             outcomes = Outcomes(svc, webhooks, batches, metrics, render_job)
             app.state.jobs, app.state.hub, app.state.stats = svc, hub, stats
             app.state.metrics, app.state.webhooks, app.state.batches = metrics, webhooks, batches
             loops = [
+                asyncio.ensure_future(svc.dispatcher.run_forever()),
                 asyncio.ensure_future(reap_forever(settings, settings.work_pool)),
                 asyncio.ensure_future(outcomes.listen_forever()),
                 asyncio.ensure_future(outcomes.sweep_forever()),

@@ -1,92 +1,14 @@
-"""API keys: generated once, shown once, stored as SHA-256; checked on every request.
-
-Keys are 32 random bytes, so a plain SHA-256 is the right hash (as for
-GitHub or Stripe tokens): there is nothing to brute-force.
-"""
+"""Who is asking: the API key a request presents, looked up by its hash (keys: :mod:`sojourn.services.principals`)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import secrets
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from starlette.requests import HTTPConnection
-from sqlmodel import select
 
-from sojourn.api.errors import ApiError
+from sojourn.services.errors import ServiceError
+from sojourn.services.principals import Principal, hash_key, principal_for
 from sojourn.settings import Settings
-from sojourn.store.db import session
-from sojourn.store.models import ApiKey
-
-KEY_PREFIX = "sj_"
-
-
-def generate_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    scopes: frozenset[str] = field(default_factory=frozenset)
-    key_id: str = ""
-    url_allow: tuple[str, ...] = ()
-    rate_limit: str | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return "admin" in self.scopes
-
-    def can(self, scope: str) -> bool:
-        return self.is_admin or scope in self.scopes
-
-    @property
-    def owner_filter(self) -> str | None:
-        """Whose objects this principal may see: its own, or everyone's (None) for the admin."""
-        return None if self.is_admin else self.name
-
-
-def admin_key_file(settings: Settings) -> Path:
-    return settings.home / "admin.key"
-
-
-def ensure_admin_key(settings: Settings) -> tuple[str, bool]:
-    """The bootstrap admin key: from settings, else the stored one, else a new one (mode 0600).
-
-    Returns (key, created_now).
-    """
-    created = False
-    if settings.admin_key:
-        key = settings.admin_key.get_secret_value()
-    else:
-        path = admin_key_file(settings)
-        if path.exists():
-            key = path.read_text().strip()
-        else:
-            settings.home.mkdir(parents=True, exist_ok=True)
-            key = generate_key()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(key + "\n")
-            created = True
-    digest = hash_key(key)
-    with session(settings.database_location) as db:
-        row = db.exec(select(ApiKey).where(ApiKey.id == "admin")).first()
-        if row is None:
-            db.add(ApiKey(id="admin", principal="admin", name="bootstrap admin", key_hash=digest, scopes="admin,jobs:read,jobs:write"))
-        elif row.key_hash != digest:
-            row.key_hash = digest
-            row.revoked_at = None
-            db.add(row)
-        db.commit()
-    return key, created
 
 
 def presented_key(request: HTTPConnection) -> str | None:
@@ -97,11 +19,6 @@ def presented_key(request: HTTPConnection) -> str | None:
     if not key and request.scope.get("type") == "websocket":
         key = request.query_params.get("apiKey")  # browsers cannot set headers on a WebSocket
     return key or None
-
-
-def principal_of(row: ApiKey) -> Principal:
-    allow = tuple(p.strip() for p in (row.url_allow or "").split(",") if p.strip())
-    return Principal(row.principal, frozenset(row.scope_set), row.id, allow, row.rate_limit)
 
 
 class KeyAuth:
@@ -122,9 +39,7 @@ class KeyAuth:
         hit = self._cache.get(digest)
         if hit is not None and time.monotonic() - hit[0] < self.CACHE_SECONDS:
             return hit[1]
-        with session(self.settings.database_location) as db:
-            row = db.exec(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))).first()  # type: ignore[union-attr]
-        principal = principal_of(row) if row is not None else None
+        principal = principal_for(self.settings, digest)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (time.monotonic(), principal)
@@ -136,61 +51,10 @@ class KeyAuth:
     def authenticate(self, request: HTTPConnection, scope: str) -> Principal:
         key = presented_key(request)
         if not key:
-            raise ApiError(401, "UNAUTHORIZED", "An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`.")
+            raise ServiceError(401, "UNAUTHORIZED", "An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`.")
         principal = self.lookup(key)
         if principal is None:
-            raise ApiError(401, "UNAUTHORIZED", "The API key is not valid.")
+            raise ServiceError(401, "UNAUTHORIZED", "The API key is not valid.")
         if not principal.can(scope):
-            raise ApiError(403, "FORBIDDEN", f"This key lacks the `{scope}` scope.")
+            raise ServiceError(403, "FORBIDDEN", f"This key lacks the `{scope}` scope.")
         return principal
-
-
-# ---------------------------------------------------------------------- key management (admin)
-
-VALID_SCOPES = ("jobs:read", "jobs:write", "admin")
-
-
-def create_key(
-    settings: Settings,
-    *,
-    name: str,
-    principal: str | None = None,
-    scopes: list[str] | None = None,
-    url_allow: list[str] | None = None,
-    rate_limit: str | None = None,
-) -> tuple[ApiKey, str]:
-    """A new key: returns the stored row (hash only) and the key itself, which is never shown again."""
-    key = generate_key()
-    key_id = "key_" + secrets.token_hex(8)
-    row = ApiKey(
-        id=key_id,
-        principal=principal or key_id,
-        name=name,
-        key_hash=hash_key(key),
-        scopes=",".join(scopes or ["jobs:read", "jobs:write"]),
-        url_allow=",".join(url_allow) if url_allow else None,
-        rate_limit=rate_limit,
-    )
-    with session(settings.database_location) as db:
-        db.add(row)
-        db.commit()
-    return row, key
-
-
-def list_keys(settings: Settings) -> list[ApiKey]:
-    with session(settings.database_location) as db:
-        return list(db.exec(select(ApiKey).order_by(ApiKey.created_at)))  # type: ignore[arg-type]
-
-
-def revoke_key(settings: Settings, key_id: str) -> ApiKey | None:
-    from datetime import datetime, timezone
-
-    with session(settings.database_location) as db:
-        row = db.get(ApiKey, key_id)
-        if row is None:
-            return None
-        if row.revoked_at is None:
-            row.revoked_at = datetime.now(timezone.utc)
-            db.add(row)
-            db.commit()
-        return row

@@ -29,6 +29,7 @@ from sojourn.browser.pool import get_pool
 from sojourn.browser.session import JobSession
 from sojourn.errors import ErrorCode, JobError
 from sojourn.flows.browse import close_out, context_options
+from sojourn.job_identity import current_job_id
 from sojourn.progress import Progress
 from sojourn.settings import get_settings
 from sojourn.spec import JobSpec
@@ -99,9 +100,9 @@ async def agent_step(run: JobRun, state: AgentState, n: int, progress: Progress)
 @flow(name="agent", persist_result=False, log_prints=False)
 async def agent(spec: JobSpec) -> Any:
     """Reach the goal written in plain English; return the manifest (answer or final screenshot)."""
-    job_id = str(flow_run.get_id())
+    job_id = current_job_id()
     store = ArtifactStore.from_settings()
-    outcome = await cancellation.guarded(job_id, execute(job_id, spec, store))
+    outcome = await cancellation.guarded(str(flow_run.get_id()), execute(job_id, spec, store))
     if not isinstance(outcome, Manifest):
         return outcome
     return outcome.model_dump(mode="json")

@@ -3,13 +3,13 @@
 Plain Python::
 
     import asyncio
-import hashlib
     from sojourn.flows import browse
     manifest = asyncio.run(browse({"steps": [{"url": "http://127.0.0.1:8080/"}],
                                    "capture": ["screenshot", "pdf"]}))
 
-The flow run id is the job id; captures land under ``jobs/<job id>/`` in the
-artifact store with a ``manifest.json``.
+Captures land under ``jobs/<job id>/`` in the artifact store with a
+``manifest.json``; the job id is the flow run's ``job:`` tag (the API's job
+ledger sets it), or the flow run id when the flow is called directly.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from sojourn.browser.egress import JobPolicy
 from sojourn.browser.pool import get_pool
 from sojourn.browser.session import JobSession
 from sojourn.errors import ErrorCode, JobError
+from sojourn.job_identity import current_job_id
 from sojourn.progress import Progress
 from sojourn.settings import get_settings
 from sojourn.spec import JobSpec
@@ -44,7 +45,7 @@ from sojourn.ui import publish_to_ui
 @flow(name="browse", persist_result=False, log_prints=False)
 async def browse(spec: JobSpec) -> Any:
     """Visit the spec's pages, run its actions, store its captures; return the manifest."""
-    job_id = str(flow_run.get_id())
+    job_id = current_job_id()
     store = ArtifactStore.from_settings()
     if spec.cache_ttl:
         earlier = await cached_job.with_options(
@@ -63,7 +64,7 @@ async def browse(spec: JobSpec) -> Any:
         reused.job_id = job_id
         await store.write_manifest(reused)
         return reused.model_dump(mode="json")
-    outcome = await cancellation.guarded(job_id, execute_surviving_crashes(job_id, spec, store))
+    outcome = await cancellation.guarded(str(flow_run.get_id()), execute_surviving_crashes(job_id, spec, store))
     if not isinstance(outcome, Manifest):
         return outcome  # Cancelled, or AwaitingRetry when the worker hands the job back
     return outcome.model_dump(mode="json")

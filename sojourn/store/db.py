@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
-from sojourn.store import models  # noqa: F401  (registers the tables)
+from sojourn.store import batches, jobs, keys, templates, watermarks, webhooks  # noqa: F401  (registers the tables)
 
 T = TypeVar("T", bound=SQLModel)
 
@@ -18,12 +19,24 @@ T = TypeVar("T", bound=SQLModel)
 def engine_for(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
     SQLModel.metadata.create_all(engine)
     _add_missing_columns(engine)
     return engine
+
+
+def _sqlite_pragmas(conn: Any, _record: Any) -> None:
+    """WAL: readers never wait for the writer, and a commit is one append (synchronous=NORMAL is still
+    durable when a process dies; only a power cut can lose the last commits). Several processes share
+    the file (API processes, the CLI), so writers wait their turn rather than fail."""
+    cur = conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
 
 
 def _add_missing_columns(engine: Engine) -> None:

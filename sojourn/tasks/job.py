@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect.events import emit_event
-
 from sojourn.blocks.artifact_store import ArtifactRecord, ArtifactStore, StepRecord
 from sojourn.browser.session import JobSession
+from sojourn.job_identity import emit_job_event
 from sojourn.spec import JobSpec
 
 
@@ -40,9 +39,5 @@ class JobRun:
         self.artifacts.append(record)
         if kind == "screenshot":
             # Live streams (SSE/WebSocket) announce each screenshot as it lands.
-            emit_event(
-                event="sojourn.job.screenshot",
-                resource={"prefect.resource.id": f"prefect.flow-run.{self.job_id}"},
-                payload={"screenshotId": record.id, "name": record.name, "step": record.step_name},
-            )
+            emit_job_event(self.job_id, "sojourn.job.screenshot", {"screenshotId": record.id, "name": record.name, "step": record.step_name})
         return record

@@ -22,10 +22,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sojourn.api import visit_tokens
-from sojourn.api.auth import Principal
-from sojourn.api.errors import ApiError
-from sojourn.api.jobs import JobService, JobView
+from sojourn.services import visit_tokens
+from sojourn.services.principals import Principal
+from sojourn.services.errors import ServiceError
+from sojourn.services.jobs import JobService, JobView
 from sojourn.browser.actions import ActionError, parse_action
 from sojourn.settings import Settings
 from sojourn.spec import JobSpec, PdfOptions, spec_errors
@@ -91,8 +91,8 @@ def _install_errors(app: FastAPI) -> None:
     async def _tourist(_r: Request, exc: TouristError) -> JSONResponse:
         return JSONResponse(_body(exc.status, exc.error, exc.message, exc.extra), status_code=exc.status)
 
-    @app.exception_handler(ApiError)
-    async def _api(_r: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(ServiceError)
+    async def _api(_r: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse(_body(exc.status, HTTPStatus(exc.status).phrase, exc.message), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -203,26 +203,26 @@ def create_tourist_app(main: FastAPI, settings: Settings) -> FastAPI:
     async def async_job(job: TouristJob, request: Request) -> dict[str, Any]:
         authorize(request, requested_urls([s.model_dump() for s in job.steps]))
         spec = to_spec(job)
-        run = await svc().submit(spec, PRINCIPAL, dialect="tourist")
-        return {"status": "scheduled", "id": str(run.id)}
+        view = await svc().submit(spec, PRINCIPAL, dialect="tourist")
+        return {"status": "scheduled", "id": view.id}
 
     @app.post("/api/v1/sync-job", summary="Run a job and answer with its results")
     async def sync_job(job: TouristJob, request: Request) -> dict[str, Any]:
         authorize(request, requested_urls([s.model_dump() for s in job.steps]))
         spec = to_spec(job)
         service = svc()
-        run = await service.submit(spec, PRINCIPAL, dialect="tourist")
-        view = await service.wait(str(run.id), PRINCIPAL, settings.sync_wait_seconds)
+        job = await service.submit(spec, PRINCIPAL, dialect="tourist")
+        view = await service.wait(job.id, PRINCIPAL, settings.sync_wait_seconds)
         if not view.final:
             raise TouristError(
                 504,
-                f"The job did not finish within {settings.sync_wait_seconds:g} s; it keeps running as job {run.id}: "
-                f"read its result from /api/v1/job-status?id={run.id}",
-                extra={"id": str(run.id)},
+                f"The job did not finish within {settings.sync_wait_seconds:g} s; it keeps running as job {job.id}: "
+                f"read its result from /api/v1/job-status?id={job.id}",
+                extra={"id": job.id},
             )
         if view.status != "completed":
             message = (view.error or {}).get("message") or "the job failed"
-            raise TouristError(400, message, extra={"id": str(run.id)})
+            raise TouristError(400, message, extra={"id": job.id})
         return {"status": "success", "result": await results(view, view.spec)}
 
     @app.get("/api/v1/job-status", summary="The status (and results) of an async job")
@@ -230,7 +230,7 @@ def create_tourist_app(main: FastAPI, settings: Settings) -> FastAPI:
         not_found = TouristError(404, "Job not found")
         try:
             view = await svc().get(id, PRINCIPAL)
-        except ApiError:
+        except ServiceError:
             raise not_found from None
         if view.created_at and (datetime.now(timezone.utc) - view.created_at).total_seconds() > settings.result_retention_seconds:
             raise not_found  # results expire
@@ -259,8 +259,8 @@ def create_tourist_app(main: FastAPI, settings: Settings) -> FastAPI:
         url = f"{settings.public_base}/tourist/ping"
         spec = JobSpec.model_validate({"steps": [{"url": url, "actions": ["page.waitForSelector('#pong')"]}], "priority": "high"})
         service = svc()
-        run = await service.submit(spec, PRINCIPAL, dialect="tourist", extra_tags=["healthcheck"])
-        view = await service.wait(str(run.id), PRINCIPAL, min(settings.sync_wait_seconds, 60))
+        job = await service.submit(spec, PRINCIPAL, dialect="tourist", labels={"healthcheck": ""})
+        view = await service.wait(job.id, PRINCIPAL, min(settings.sync_wait_seconds, 60))
         if view.status != "completed":
             raise TouristError(503, f"healthcheck visit did not complete ({view.status})")
         return {"status": "OK"}

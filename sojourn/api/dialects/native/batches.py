@@ -8,11 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from sojourn.api.auth import Principal
-from sojourn.api.batches import BatchService
-from sojourn.api.dialects.native.jobs import SubmitJob, iso, jobs, reader, render_job, to_spec, writer
-from sojourn.api.errors import ApiError
-from sojourn.api.jobs import JobService
+from sojourn.services.principals import Principal
+from sojourn.services.batches import BatchService
+from sojourn.api.dialects.native.jobs import SubmitJob, iso, reader, render_job, to_spec, writer
+from sojourn.services.errors import ServiceError
 
 router = APIRouter(prefix="/api/v1", tags=["batches"])
 
@@ -38,20 +37,19 @@ async def submit_batch(body: SubmitBatch, principal: Principal = Depends(writer)
     specs = []
     for i, job in enumerate(body.jobs):
         try:
-            specs.append((to_spec(job), [f"type:{job.type}"]))
-        except ApiError as exc:  # name the job in the batch whose input is wrong
+            specs.append((to_spec(job), {"type": job.type}))
+        except ServiceError as exc:  # name the job in the batch whose input is wrong
             field = f"jobs.{i}." + str(exc.details.get("field") or "input")
-            raise ApiError(exc.status, exc.code, exc.message.replace("`input", f"`jobs.{i}.input").replace("`type`", f"`jobs.{i}.type`"), {**exc.details, "field": field}) from None
+            raise ServiceError(exc.status, exc.code, exc.message.replace("`input", f"`jobs.{i}.input").replace("`type`", f"`jobs.{i}.type`"), {**exc.details, "field": field}) from None
     limit = 1 if not body.options.parallel else body.options.maxConcurrent
-    batch, runs = await svc.submit(specs, principal, limit)
-    return {"batchId": batch.id, "jobIds": [str(r.id) for r in runs], "status": "submitted", "maxConcurrent": batch.max_concurrent}
+    batch, views = await svc.submit(specs, principal, limit)
+    return {"batchId": batch.id, "jobIds": [v.id for v in views], "status": "submitted", "maxConcurrent": batch.max_concurrent}
 
 
 @router.get("/jobs/batch/{batch_id}", summary="A batch's status and its jobs")
-async def get_batch(batch_id: str, principal: Principal = Depends(reader), svc: BatchService = Depends(batches), js: JobService = Depends(jobs)) -> dict[str, Any]:
+async def get_batch(batch_id: str, principal: Principal = Depends(reader), svc: BatchService = Depends(batches)) -> dict[str, Any]:
     batch = svc.get(batch_id, principal)
-    runs = await svc.runs(batch.id)
-    views = [await js.view(r, with_progress=False) for r in runs]
+    views = await svc.jobs(batch.id)
     summary = svc.summary(batch, [v.status for v in views])
     return {
         "batchId": batch.id,

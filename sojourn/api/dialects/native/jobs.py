@@ -7,7 +7,6 @@ the documented response.
 from __future__ import annotations
 
 import base64
-import asyncio
 from datetime import date, datetime, time, timezone
 from typing import Any, Literal
 
@@ -16,9 +15,10 @@ from fastapi.responses import JSONResponse
 from prefect.client.schemas.sorting import FlowRunSort
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sojourn.api.auth import Principal
-from sojourn.api.errors import ApiError, invalid_input
-from sojourn.api.jobs import JobService, JobView
+from sojourn.services.principals import Principal
+from sojourn.api.errors import invalid_input
+from sojourn.services.errors import ServiceError
+from sojourn.services.jobs import JobService, JobView
 from sojourn.spec import JobSpec
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -54,10 +54,10 @@ def plain_english(body: SubmitJob) -> dict[str, Any]:
     """browseWebAndReturnText/Image: the goal in plain English, run by the agent flow."""
     extra = set(body.input) - {PLAIN_ENGLISH}
     if extra:
-        raise ApiError(422, "INVALID_INPUT", f"Invalid field `input.{sorted(extra)[0]}`: {body.type} jobs take only `input.{PLAIN_ENGLISH}`", {"field": f"input.{sorted(extra)[0]}"})
+        raise ServiceError(422, "INVALID_INPUT", f"Invalid field `input.{sorted(extra)[0]}`: {body.type} jobs take only `input.{PLAIN_ENGLISH}`", {"field": f"input.{sorted(extra)[0]}"})
     goal = body.input.get(PLAIN_ENGLISH)
     if not isinstance(goal, str) or not goal.strip():
-        raise ApiError(422, "INVALID_INPUT", f"Invalid field `input.{PLAIN_ENGLISH}`: the instructions in plain English are required", {"field": f"input.{PLAIN_ENGLISH}"})
+        raise ServiceError(422, "INVALID_INPUT", f"Invalid field `input.{PLAIN_ENGLISH}`: the instructions in plain English are required", {"field": f"input.{PLAIN_ENGLISH}"})
     data: dict[str, Any] = {"kind": "agent", "goal": goal.strip()}
     if body.type == "browseWebAndReturnImage":
         data["capture"] = {"screenshot": {"fullPage": False}}
@@ -77,13 +77,12 @@ def to_spec(body: SubmitJob) -> JobSpec:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
         message, details = invalid_input(exc, prefix="input")
-        raise ApiError(422, "INVALID_INPUT", message, details) from None
+        raise ServiceError(422, "INVALID_INPUT", message, details) from None
 
 
-async def accepted(svc: JobService, run: Any, body: SubmitJob) -> dict[str, Any]:
-    """The 202 body: an estimate from this type's recent history and the place in the queue."""
-    estimate, position = await asyncio.gather(svc.estimated_duration_ms(body.type), svc.queue_position(run, body.priority))
-    return {"jobId": str(run.id), "status": "submitted", "estimatedDuration": estimate, "queuePosition": position}
+async def accepted(svc: JobService, view: JobView, body: SubmitJob) -> dict[str, Any]:
+    """The 202 body: an estimate from this type's recent history and the place in the queue (both from memory)."""
+    return {"jobId": view.id, "status": "submitted", "estimatedDuration": await svc.estimated_duration_ms(body.type), "queuePosition": svc.queue_position(view)}
 
 
 def time_range(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
@@ -99,12 +98,12 @@ def time_range(start: str | None, end: str | None) -> tuple[datetime | None, dat
                 return datetime.combine(d, t, tzinfo=timezone.utc)
             dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise ApiError(422, "INVALID_INPUT", f"Invalid field `{field}`: {value!r} is not an ISO date or date-time", {"field": field}) from None
+            raise ServiceError(422, "INVALID_INPUT", f"Invalid field `{field}`: {value!r} is not an ISO date or date-time", {"field": field}) from None
         return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
     a, b = parse(start, "from", False), parse(end, "to", True)
     if a and b and a > b:
-        raise ApiError(422, "INVALID_INPUT", "Invalid field `from`: it is after `to`", {"field": "from"})
+        raise ServiceError(422, "INVALID_INPUT", "Invalid field `from`: it is after `to`", {"field": "from"})
     return a, b
 
 
@@ -197,8 +196,8 @@ def writer(request: Request) -> Principal:
 @router.post("/jobs", status_code=202, summary="Submit a job")
 async def submit_job(body: SubmitJob, principal: Principal = Depends(writer), svc: JobService = Depends(jobs)) -> dict[str, Any]:
     spec = to_spec(body)
-    run = await svc.submit(spec, principal, dialect="native", extra_tags=[f"type:{body.type}"])
-    return await accepted(svc, run, body)
+    view = await svc.submit(spec, principal, dialect="native", labels={"type": body.type})
+    return await accepted(svc, view, body)
 
 
 SORTS = {
@@ -227,11 +226,11 @@ async def list_jobs(
     statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
     bad = [s for s in statuses or [] if s not in STATUSES]
     if bad:
-        raise ApiError(422, "INVALID_INPUT", f"Invalid field `status`: {bad[0]!r} is not one of {', '.join(STATUSES)}", {"field": "status"})
+        raise ServiceError(422, "INVALID_INPUT", f"Invalid field `status`: {bad[0]!r} is not one of {', '.join(STATUSES)}", {"field": "status"})
     if sort not in SORTS:
-        raise ApiError(422, "INVALID_INPUT", f"Invalid field `sort`: {sort!r} is not one of {', '.join(SORTS)}", {"field": "sort"})
+        raise ServiceError(422, "INVALID_INPUT", f"Invalid field `sort`: {sort!r} is not one of {', '.join(SORTS)}", {"field": "sort"})
     if (page or size) and (limit or offset is not None):
-        raise ApiError(422, "INVALID_INPUT", "Invalid field `page`: use page/size or limit/offset, not both", {"field": "page"})
+        raise ServiceError(422, "INVALID_INPUT", "Invalid field `page`: use page/size or limit/offset, not both", {"field": "page"})
     start, end = time_range(from_, to)
     if page or size:
         size = size or 20
@@ -252,8 +251,8 @@ async def list_jobs(
 
 @router.post("/jobs/{job_id}/retry", status_code=202, summary="Run a finished job again as a new job")
 async def retry_job(job_id: str, principal: Principal = Depends(writer), svc: JobService = Depends(jobs)) -> dict[str, Any]:
-    run = await svc.retry(job_id, principal)
-    return {"newJobId": str(run.id), "originalJobId": job_id, "status": "submitted"}
+    view = await svc.retry(job_id, principal)
+    return {"newJobId": view.id, "originalJobId": job_id, "status": "submitted"}
 
 
 @router.get("/jobs/{job_id}", summary="Get a job's status, progress and result")
@@ -291,7 +290,7 @@ async def list_screenshots(job_id: str, principal: Principal = Depends(reader), 
 async def get_screenshot(screenshot_id: str, request: Request, include: str | None = None, principal: Principal = Depends(reader), svc: JobService = Depends(jobs)) -> Response:
     rec, data = await svc.artifact_by_id(screenshot_id, principal)
     if rec.kind != "screenshot":
-        raise ApiError(404, "SCREENSHOT_NOT_FOUND", f"Screenshot with ID '{screenshot_id}' not found", {"screenshotId": screenshot_id})
+        raise ServiceError(404, "SCREENSHOT_NOT_FOUND", f"Screenshot with ID '{screenshot_id}' not found", {"screenshotId": screenshot_id})
     if include == "metadata":
         return JSONResponse(
             {

@@ -7,11 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sojourn.api.auth import VALID_SCOPES, Principal, create_key, list_keys, revoke_key
-from sojourn.api.errors import ApiError
+from sojourn.services.principals import VALID_SCOPES, Principal, create_key, list_keys, revoke_key
+from sojourn.services.errors import ServiceError
 from sojourn.api.dialects.native.jobs import iso
 from sojourn.api.ratelimit import parse_rate
-from sojourn.store.models import ApiKey
+from sojourn.store.keys import ApiKey
 
 router = APIRouter(prefix="/api/v1", tags=["keys"])
 
@@ -75,9 +75,9 @@ async def index(request: Request, _: Principal = Depends(admin)) -> dict[str, An
 @router.delete("/keys/{key_id}", status_code=204, summary="Revoke an API key (admin)")
 async def revoke(key_id: str, request: Request, principal: Principal = Depends(admin)) -> Response:
     if key_id == principal.key_id:
-        raise ApiError(409, "INVALID_INPUT", "A key cannot revoke itself; use another admin key.", {"keyId": key_id})
+        raise ServiceError(409, "INVALID_INPUT", "A key cannot revoke itself; use another admin key.", {"keyId": key_id})
     row = revoke_key(request.app.state.settings, key_id)
     if row is None:
-        raise ApiError(404, "KEY_NOT_FOUND", f"Key with ID '{key_id}' not found", {"keyId": key_id})
+        raise ServiceError(404, "KEY_NOT_FOUND", f"Key with ID '{key_id}' not found", {"keyId": key_id})
     request.app.state.auth.forget()
     return Response(status_code=204)

@@ -9,11 +9,11 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from sojourn.api.auth import Principal
+from sojourn.services.principals import Principal
 from sojourn.api.dialects.native.jobs import jobs, reader, render_job
-from sojourn.api.errors import ApiError
-from sojourn.api.jobs import JobService
-from sojourn.api.streams import Follower
+from sojourn.services.errors import ServiceError
+from sojourn.services.jobs import JobService
+from sojourn.services.streams import Follower
 
 router = APIRouter(prefix="/api/v1", tags=["real-time"])
 
@@ -71,7 +71,7 @@ async def job_stream(websocket: WebSocket) -> None:
     svc: JobService = app.state.jobs
     try:
         principal = app.state.auth.authenticate(websocket, "jobs:read")
-    except ApiError as exc:
+    except ServiceError as exc:
         await websocket.close(code=4401 if exc.status == 401 else 4403, reason=exc.message[:120])
         return
     await websocket.accept()
@@ -99,7 +99,7 @@ async def job_stream(websocket: WebSocket) -> None:
                     continue
                 try:
                     await websocket.send_json(await follower.follow(job_id))
-                except ApiError as exc:
+                except ServiceError as exc:
                     await websocket.send_json({**error_message(exc.code, exc.message, exc.details), "jobId": job_id})
             await websocket.send_json({"type": f"{action}d", "jobIds": sorted(follower.jobs)})
     except WebSocketDisconnect:

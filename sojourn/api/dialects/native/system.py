@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from sojourn.api.auth import Principal
+from sojourn.services.principals import Principal
 from sojourn.api.dialects.native.jobs import reader, time_range
-from sojourn.api.stats import Stats
+from sojourn.services.stats import Stats
 
 router = APIRouter(prefix="/api/v1", tags=["system"])
 

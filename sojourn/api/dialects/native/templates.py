@@ -8,12 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sojourn.api import templates
-from sojourn.api.auth import Principal
+from sojourn.services import templates
+from sojourn.services.principals import Principal
 from sojourn.api.dialects.native.jobs import JobOptions, JobType, Priority, SubmitJob, accepted, iso, jobs, reader, to_spec, writer
-from sojourn.api.errors import ApiError, invalid_input
-from sojourn.api.jobs import JobService
-from sojourn.store.models import Template
+from sojourn.api.errors import invalid_input
+from sojourn.services.errors import ServiceError
+from sojourn.services.jobs import JobService
+from sojourn.store.templates import Template
 
 router = APIRouter(prefix="/api/v1", tags=["templates"])
 
@@ -52,10 +53,10 @@ def render_template(row: Template) -> dict[str, Any]:
 async def create_template(body: NewTemplate, request: Request, principal: Principal = Depends(writer)) -> dict[str, Any]:
     bad = [v for v in body.variables if not v.isidentifier()]
     if bad:
-        raise ApiError(422, "INVALID_INPUT", f"Invalid field `variables`: {bad[0]!r} is not a name (letters, digits, _)", {"field": "variables"})
+        raise ServiceError(422, "INVALID_INPUT", f"Invalid field `variables`: {bad[0]!r} is not a name (letters, digits, _)", {"field": "variables"})
     undeclared = sorted(templates.placeholders(body.defaultInput) - set(body.variables))
     if undeclared and body.type != "browse":
-        raise ApiError(422, "INVALID_INPUT", f"Invalid field `defaultInput`: placeholder {{{undeclared[0]}}} is not in `variables`", {"field": "defaultInput"})
+        raise ServiceError(422, "INVALID_INPUT", f"Invalid field `defaultInput`: placeholder {{{undeclared[0]}}} is not in `variables`", {"field": "defaultInput"})
     row = templates.create(
         request.app.state.settings, principal.name, name=body.name, description=body.description, type=body.type,
         default_input=body.defaultInput, variables=body.variables, priority=body.priority,
@@ -91,7 +92,7 @@ async def execute_template(
         job = SubmitJob.model_validate(filled)
     except ValidationError as exc:
         message, details = invalid_input(exc)
-        raise ApiError(422, "INVALID_INPUT", message, details) from None
+        raise ServiceError(422, "INVALID_INPUT", message, details) from None
     spec = to_spec(job)
-    run = await svc.submit(spec, principal, dialect="native", extra_tags=[f"type:{job.type}", f"template:{row.id}"])
-    return {**(await accepted(svc, run, job)), "templateId": row.id}
+    view = await svc.submit(spec, principal, dialect="native", labels={"type": job.type, "template": row.id})
+    return {**(await accepted(svc, view, job)), "templateId": row.id}

@@ -7,10 +7,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from sojourn.api.auth import Principal
+from sojourn.services.principals import Principal
 from sojourn.api.dialects.native.jobs import iso, reader, writer
-from sojourn.api.webhooks import WebhookService
-from sojourn.store.models import Webhook, WebhookDelivery
+from sojourn.services.webhooks import WebhookService
+from sojourn.store.webhooks import Webhook, WebhookDelivery
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
 

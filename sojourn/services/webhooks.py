@@ -7,7 +7,7 @@ dispatcher loop in every API process claims due rows with a lease, POSTs
 them, and on failure schedules the next attempt with exponential backoff.
 A row written before a restart is still delivered after it; a job that ended
 while no API process was running is found by the outcome sweep
-(:mod:`sojourn.api.outcomes`) and gets its rows then.
+(:mod:`sojourn.services.outcomes`) and gets its rows then.
 
 Signature: ``X-Sojourn-Signature: sha256=<hex HMAC-SHA256 of the raw body under
 the webhook's secret>``. The secret is stored encrypted (it must be
@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,26 +32,19 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from sojourn.api.errors import ApiError
+from sojourn.services.errors import ServiceError
 from sojourn.browser.url_policy import check_host
 from sojourn.local_secrets import fernet
+from sojourn.services.refreshed import Refreshed
 from sojourn.settings import Settings
+from sojourn.store.clock import aware, utcnow
 from sojourn.store.db import owned, session
-from sojourn.store.models import Webhook, WebhookDelivery
+from sojourn.store.webhooks import Webhook, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
 EVENTS = ("job.completed", "job.failed", "job.cancelled")
 _NAMESPACE = uuid.UUID("5f0c2f0e-55a4-4d3b-9c3e-50a0b7f0c0de")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; they were stored in UTC."""
-    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -68,6 +61,15 @@ class WebhookService:
         self.box = fernet(settings)
         self._wake = asyncio.Event()
         self.http: httpx.AsyncClient | None = None
+        # Owners with at least one webhook, read at most every few seconds: most jobs end with nobody to tell.
+        self._owners: Refreshed[set[str]] = Refreshed(lambda: asyncio.to_thread(self._read_owners), every=5.0)
+
+    def _read_owners(self) -> set[str]:
+        with session(self.settings.database_location) as db:
+            return set(db.exec(select(Webhook.owner).distinct()))
+
+    async def owners(self) -> set[str]:
+        return await self._owners.get()
 
     # -------------------------------------------------------------- registry
     def register(self, owner: str, url: str, events: list[str], secret: str | None) -> tuple[Webhook, str]:
@@ -79,6 +81,7 @@ class WebhookService:
         with session(self.settings.database_location) as db:
             db.add(row)
             db.commit()
+        self._owners.update(lambda owners: owners | {owner})
         return row, secret
 
     def visible(self, owner: str | None) -> list[Webhook]:
@@ -91,7 +94,7 @@ class WebhookService:
     def get(self, webhook_id: str, owner: str | None) -> Webhook:
         row = owned(self.settings.database_location, Webhook, webhook_id, owner)
         if row is None:
-            raise ApiError(404, "WEBHOOK_NOT_FOUND", f"Webhook with ID '{webhook_id}' not found", {"webhookId": webhook_id})
+            raise ServiceError(404, "WEBHOOK_NOT_FOUND", f"Webhook with ID '{webhook_id}' not found", {"webhookId": webhook_id})
         return row
 
     def delete(self, webhook_id: str, owner: str | None) -> None:

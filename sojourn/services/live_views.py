@@ -28,15 +28,13 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Hashable
+from typing import Any, Hashable
 
 from prefect.client.schemas.objects import StateType
 
+from sojourn.services.events import EventHub
+from sojourn.services.views import JobView
 from sojourn.tags import tag_values
-
-if TYPE_CHECKING:
-    from sojourn.api.events import EventHub
-    from sojourn.api.jobs import JobView
 
 ALL = "*"  # the list scope of an admin: every owner's jobs
 
@@ -49,7 +47,7 @@ class _Entry:
 
 
 class LiveViews:
-    def __init__(self, hub: "EventHub", *, max_age: float = 60.0, max_entries: int = 20_000) -> None:
+    def __init__(self, hub: EventHub, *, max_age: float = 60.0, max_entries: int = 20_000) -> None:
         self.hub = hub
         self.max_age = max_age
         self.max_entries = max_entries
@@ -79,11 +77,11 @@ class LiveViews:
         )
 
     # ------------------------------------------------------------------ views
-    def view(self, job_id: str) -> "JobView | None":
+    def view(self, job_id: str) -> JobView | None:
         entry = self._views.get(job_id)
         return entry.value if self._usable(entry) else None  # type: ignore[union-attr]
 
-    def put_view(self, view: "JobView", token: tuple[int, int]) -> None:
+    def put_view(self, view: JobView, token: tuple[int, int]) -> None:
         if view.final or not self._storable(token, self._job_seq.get(view.id, -1)):
             return
         self._views[view.id] = _Entry(view, self.hub.epoch, time.monotonic())
@@ -92,8 +90,13 @@ class LiveViews:
             self._views.popitem(last=False)
 
     def drop(self, job_id: str, owner: str | None = None) -> None:
-        """This process changed the job (cancel, release, submit): forget what it knew."""
+        """This process changed the job (cancel, release): forget what it knew."""
         self._forget(job_id)
+        self._touch_scopes(owner)
+
+    def drop_lists(self, owner: str) -> None:
+        """This process added jobs of ``owner`` (a submission): its lists (and the admin's) changed."""
+        self._seq += 1
         self._touch_scopes(owner)
 
     # ------------------------------------------------------------------ lists
@@ -119,7 +122,7 @@ class LiveViews:
         name: str = item["event"]
         if name == "sojourn.job.progress":  # lists show no progress: only the job's view changes
             entry = self._views.get(job_id)
-            if entry is not None and entry.value.flow_run.state_type in (StateType.RUNNING, StateType.CANCELLING):
+            if entry is not None and entry.value.state_type in (StateType.RUNNING, StateType.CANCELLING):
                 entry.value.progress = dict(item.get("payload") or {})
             else:  # held as not yet running: its state event is on its way; read it afresh
                 self._forget(job_id)

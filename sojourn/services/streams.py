@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Callable
 
-from sojourn.api.auth import Principal
-from sojourn.api.jobs import FINAL, STATUS, JobService, JobView
-
-FINAL_EVENTS = {f"prefect.flow-run.{t.value.title()}" for t in FINAL}
+from sojourn.services.principals import Principal
+from sojourn.services.jobs import JobService
+from sojourn.services.views import FINAL_EVENTS, STATUS, JobView
 
 Renderer = Callable[[JobView], dict[str, Any]]
 
@@ -45,7 +44,7 @@ class Follower:
         self.jobs: set[str] = set()
 
     async def follow(self, job_id: str) -> dict[str, Any]:
-        """Start following (raises the 404 ApiError for a job the principal cannot see); returns the snapshot."""
+        """Start following (raises the 404 ServiceError for a job the principal cannot see); returns the snapshot."""
         view = await self.svc.get(job_id, self.principal)
         if job_id not in self.jobs:
             self.jobs.add(job_id)

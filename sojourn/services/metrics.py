@@ -1,7 +1,8 @@
 """Prometheus metrics at /metrics.
 
-- job counts by status and queue depth by priority: read from Prefect when
-  scraped (at most every 5 s, however often Prometheus asks);
+- job counts by status and queue depth by priority (jobs waiting in the
+  ledger and in Prefect's queues): read when scraped (at most every 5 s,
+  however often Prometheus asks);
 - job duration histogram and finished-jobs counter: observed by the outcome
   listener as jobs end (per API process, as Prometheus counters are);
 - reads by where their answer came from (memory, kept fresh by events, or
@@ -14,14 +15,13 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping
+from typing import Any, Awaitable, Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
-from sojourn.api.jobs import PRIORITIES, JobView, queued_filter
-from sojourn.api.stats import Stats
+from sojourn.services.views import PRIORITIES
+from sojourn.services.stats import Stats
 
 BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
 
@@ -40,8 +40,10 @@ class _Reads:
 
 
 class Metrics:
-    def __init__(self, stats: Stats, stale_after: float = 30.0, reads: Mapping[str, int] | None = None) -> None:
+    def __init__(self, stats: Stats, stale_after: float = 30.0, reads: Mapping[str, int] | None = None,
+                 waiting: Callable[[], Awaitable[dict[str, int]]] | None = None) -> None:
         self.stats = stats
+        self.waiting = waiting
         self.stale_after = stale_after
         self.registry = CollectorRegistry()
         r = self.registry
@@ -60,10 +62,11 @@ class Metrics:
         self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
         self._refreshed = 0.0
 
-    def observe(self, view: JobView) -> None:
-        self.finished.labels(view.status).inc()
-        if view.duration_ms is not None:
-            self.duration.labels(view.status).observe(view.duration_ms / 1000)
+    def observe(self, status: str, duration: float | None) -> None:
+        """A job ended with ``status`` after running ``duration`` seconds (None: its start was not seen)."""
+        self.finished.labels(status).inc()
+        if duration is not None:
+            self.duration.labels(status).observe(duration)
 
     def worker_report(self, name: str, payload: dict[str, Any]) -> None:
         self._reports[name] = (time.monotonic(), payload)
@@ -78,11 +81,9 @@ class Metrics:
     async def _refresh(self) -> None:
         for status, n in (await self.stats.counts(None)).items():
             self.jobs.labels(status).set(n)
+        waiting = await self.waiting() if self.waiting is not None else {}
         for priority in PRIORITIES:
-            n = await self.stats.client.count_flow_runs(
-                flow_run_filter=queued_filter(before=datetime.now(timezone.utc), priorities=[priority])
-            )
-            self.queue.labels(priority).set(n)
+            self.queue.labels(priority).set(waiting.get(priority, 0))
 
     def _export_workers(self) -> None:
         now = time.monotonic()

@@ -3,7 +3,9 @@
 Two paths lead here, so nothing is missed:
 
 - live: the shared Prefect event stream (final flow-run events of `sojourn`
-  runs), handled within moments of the job ending;
+  runs), handled within moments of the job ending. Metrics come from the
+  event itself; the job is read back only for an owner with webhooks or a
+  job in a batch, so a job nobody waits on costs the API no Prefect call;
 - sweep: at start and every minute, the runs that ended since the last sweep
   (a watermark in the facade database, overlapping by a margin) are read back
   from Prefect, so a job that ended while no API process was running, or
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -25,13 +28,17 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from sqlmodel import select
 
-from sojourn.api.batches import BatchService
-from sojourn.api.jobs import FINAL, JobService, JobView, flow_run_pages, owner_tag
-from sojourn.api.metrics import Metrics
-from sojourn.api.streams import FINAL_EVENTS
-from sojourn.api.webhooks import WebhookService, aware
+from sojourn.services.batches import BatchService
+from sojourn.services.jobs import JobService, flow_run_pages, job_id_of
+from sojourn.services.views import FINAL_EVENTS, STATUS, JobView
+from sojourn.store.jobs import Job
+from sojourn.tags import owner_tag, tag_values
+from sojourn.services.metrics import Metrics
+from sojourn.services.webhooks import WebhookService
+from sojourn.store.clock import aware
 from sojourn.store.db import session
-from sojourn.store.models import Watermark, Webhook
+from sojourn.store.watermarks import Watermark
+from sojourn.store.webhooks import Webhook
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +55,10 @@ class Outcomes:
         self.batches = batches
         self.metrics = metrics
         self.render = render
+        self._running_since: OrderedDict[str, datetime] = OrderedDict()  # job id → when its run started
 
     async def listen_forever(self) -> None:
+        """Final events: metrics from the event alone; a job's full view only when a webhook or batch needs it."""
         queue = self.svc.hub.listen()
         while True:
             item = await queue.get()
@@ -57,24 +66,38 @@ class Outcomes:
                 if item["event"] == "sojourn.worker.stats":
                     name = item["resource"].get("prefect.resource.name") or item["resource"]["prefect.resource.id"]
                     self.metrics.worker_report(name, item.get("payload") or {})
-                elif item["event"] in FINAL_EVENTS and "sojourn" in item["tags"] and item["job_id"]:
-                    await self.job_ended(item["job_id"], live=True)
+                elif item["job_id"] is None or "sojourn" not in item["tags"]:
+                    continue
+                elif item["event"] == "prefect.flow-run.Running":
+                    self._running_since[item["job_id"]] = item["occurred"]
+                    while len(self._running_since) > 50_000:
+                        self._running_since.popitem(last=False)
+                elif item["event"] in FINAL_EVENTS:
+                    started = self._running_since.pop(item["job_id"], None)
+                    state = StateType(item["resource"].get("prefect.state-type") or "FAILED")
+                    ran = (item["occurred"] - started).total_seconds() if started else None
+                    self.metrics.observe(STATUS.get(state, "failed"), ran)
+                    job_type = next(iter(tag_values(item["tags"], "type")), None)
+                    if ran is not None and state == StateType.COMPLETED and job_type:
+                        self.svc.note_duration(job_type, ran)
+                    owner = next(iter(tag_values(item["tags"], "owner")), None)
+                    if (owner is not None and owner in await self.webhooks.owners()) or tag_values(item["tags"], "batch"):
+                        await self.job_ended(item["job_id"], live=True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("outcome of %s: %s", item.get("job_id"), exc)
 
-    async def job_ended(self, job_id: str, *, live: bool, run: FlowRun | None = None) -> None:
-        run = run or await self.svc.client.read_flow_run(job_id)  # type: ignore[arg-type]
-        if run.state_type not in FINAL:
+    async def job_ended(self, job_id: str, *, live: bool, run: FlowRun | None = None, row: Job | None = None) -> None:
+        row = row or await self.svc.ledger.get(job_id)
+        if row is None:
+            return  # a run started some other way: not a job of this API
+        view = await self.svc.read(row, run, with_progress=False)
+        if not view.final:
             return
-        view = await self.svc.view(run, with_progress=False)
-        if live:
-            self.metrics.observe(view)
-        owner = view.tag("owner")
         event = EVENT_FOR_STATUS.get(view.status)
-        if owner and event:
-            self.webhooks.enqueue(owner, view.id, event, self.render(view), ended_at=run.end_time)
+        if event:
+            self.webhooks.enqueue(view.owner, view.id, event, self.render(view), ended_at=view.ended_at)
         batch = view.tag("batch")
         if batch and live:
             await self.batches.settle(batch)
@@ -106,9 +129,12 @@ class Outcomes:
                     end_time=FlowRunFilterEndTime(after_=since),
                 )
                 async for page in flow_run_pages(self.svc.client, flt, FlowRunSort.END_TIME_DESC):
+                    rows = await self.svc.ledger.get_many(i for r in page if (i := job_id_of(r)))
                     for run in page:
-                        await self.job_ended(str(run.id), live=False, run=run)
-                        handled += 1
+                        job_id = job_id_of(run)
+                        if job_id in rows:
+                            await self.job_ended(job_id, live=False, run=run, row=rows[job_id])
+                            handled += 1
         with session(self.svc.settings.database_location) as db:
             row = db.get(Watermark, "outcomes") or Watermark(name="outcomes", value=started)
             row.value = started

@@ -36,6 +36,20 @@ class Refreshed(Generic[T]):
             return self.value  # type: ignore[return-value]
         return await asyncio.shield(self._inflight)  # type: ignore[arg-type]
 
+    async def peek(self, first_wait: float = 0.2) -> T | None:
+        """What is known now; a stale value starts a refresh, never waited for. Only before anything is
+        known does it wait for the first read, at most ``first_wait`` seconds (then None)."""
+        every = self.every if self.value is not None else self.every_if_none
+        if (self._at is None or time.monotonic() - self._at >= every) and self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._refresh())
+            self._inflight.add_done_callback(_quiet)
+        if self._at is None and self._inflight is not None:
+            try:
+                return await asyncio.wait_for(asyncio.shield(self._inflight), timeout=first_wait)
+            except Exception:
+                return None
+        return self.value
+
     async def _refresh(self) -> T:
         try:
             value = await self._read()

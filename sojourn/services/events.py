@@ -1,8 +1,8 @@
 """One subscription to Prefect's event stream, shared by everything in the API process.
 
 Sync endpoints wait on it (no polling loop), and live streams (WebSocket/SSE)
-will fan out from it. Subscribers register interest in a job id and get every
-state change and progress event for that flow run.
+fan out from it. Subscribers register interest in a job id and get every
+state change and progress event of that job's flow run.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter
+
+from sojourn.tags import job_id_from_tags
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +81,18 @@ class EventHub:
 
     def _dispatch(self, event: Any) -> None:
         rid = event.resource.id
-        job_id = rid[len("prefect.flow-run.") :] if rid.startswith("prefect.flow-run.") else None
+        tags = [r.id[len("prefect.tag.") :] for r in event.related if r.role == "tag"]
+        # A Sojourn job's run carries its job id as a `job:` tag; a run started some other way is known by its own id.
+        job_id = job_id_from_tags(tags)
+        if job_id is None and rid.startswith("prefect.flow-run."):
+            job_id = rid[len("prefect.flow-run.") :]
         item = {
             "event": event.event,
             "occurred": event.occurred,
             "payload": event.payload,
             "job_id": job_id,
             "resource": dict(event.resource.root) if hasattr(event.resource, "root") else {"prefect.resource.id": rid},
-            "tags": [r.id[len("prefect.tag.") :] for r in event.related if r.role == "tag"],
+            "tags": tags,
         }
         self._dispatch_item(item)
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlmodel import select
 
-from sojourn.api.errors import ApiError
+from sojourn.services.errors import ServiceError
 from sojourn.settings import Settings
 from sojourn.store.db import owned, session
-from sojourn.store.models import Template
+from sojourn.store.templates import Template
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -46,7 +46,7 @@ def render(template: Template, variables: dict[str, Any]) -> dict[str, Any]:
     declared = json.loads(template.variables)
     missing = [v for v in declared if v not in variables or variables[v] is None]
     if missing:
-        raise ApiError(
+        raise ServiceError(
             400, "INVALID_INPUT", f"Missing variable `{missing[0]}` for template '{template.name}'",
             {"field": f"variables.{missing[0]}", "missing": missing, "required": declared},
         )
@@ -82,7 +82,7 @@ def visible(settings: Settings, owner: str | None) -> list[Template]:
 def get(settings: Settings, template_id: str, owner: str | None) -> Template:
     row = owned(settings.database_location, Template, template_id, owner)
     if row is None:
-        raise ApiError(404, "TEMPLATE_NOT_FOUND", f"Template with ID '{template_id}' not found", {"templateId": template_id})
+        raise ServiceError(404, "TEMPLATE_NOT_FOUND", f"Template with ID '{template_id}' not found", {"templateId": template_id})
     return row
 
 

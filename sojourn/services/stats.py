@@ -26,8 +26,11 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
-from sojourn.api.auth import Principal
-from sojourn.api.jobs import PAGE, STATE_TYPES_FOR_STATUS, flow_run_pages, owner_tag, run_error
+from sojourn.services.principals import Principal
+from sojourn.services.jobs import PAGE, flow_run_pages
+from sojourn.services.ledger import Ledger
+from sojourn.services.views import STATE_TYPES_FOR_STATUS, run_error
+from sojourn.tags import owner_tag
 
 # The API's job statuses, with "submitted" called "pending" as the spec's queue counts say.
 GROUPS: dict[str, list[StateType]] = {("pending" if s == "submitted" else s): types for s, types in STATE_TYPES_FOR_STATUS.items()}
@@ -39,7 +42,7 @@ def scope_tags(principal: Principal | None) -> list[str]:
 
 
 def error_code(run: FlowRun) -> str:
-    return run_error(run)["code"]
+    return run_error(run.state_type, run.state.message if run.state else None)["code"]
 
 
 def duration_ms(run: FlowRun) -> float | None:
@@ -50,8 +53,9 @@ def duration_ms(run: FlowRun) -> float | None:
 
 
 class Stats:
-    def __init__(self, client: PrefectClient, work_pool: str) -> None:
+    def __init__(self, client: PrefectClient, work_pool: str, ledger: Ledger | None = None) -> None:
         self.client = client
+        self.ledger = ledger
         self.work_pool = work_pool
 
     async def counts(self, principal: Principal | None) -> dict[str, int]:
@@ -63,7 +67,14 @@ class Stats:
             )
 
         values = await asyncio.gather(*(count(t) for t in GROUPS.values()))
-        return dict(zip(GROUPS, values))
+        out = dict(zip(GROUPS, values))
+        if self.ledger is not None:  # accepted, their runs not created yet
+            _, waiting = await self.ledger.undispatched(
+                owner=None if principal is None or principal.is_admin else principal.name, statuses=["submitted"], priority=None,
+                created_from=None, created_to=None, newest_first=True, limit=0, offset=0,
+            )
+            out["pending"] += waiting
+        return out
 
     async def scan(self, flt: FlowRunFilter, sort: FlowRunSort = FlowRunSort.EXPECTED_START_TIME_DESC) -> tuple[list[FlowRun], bool]:
         """Every run matching (up to SCAN_LIMIT); the flag says whether it stopped there."""

@@ -1,0 +1,142 @@
+"""Turns accepted jobs into Prefect flow runs, in the background, as fast as Prefect takes them.
+
+A submission only writes its ledger row and wakes this loop; the client has
+its answer by then. Each round claims up to 100 due jobs (oldest first),
+creates their runs with one request per flow (Prefect's bulk create), and
+records the flow run ids. The job id is the run's idempotency key (and its
+name, and a ``job:`` tag), so a dispatcher that dies between "created" and
+"recorded" leaves nothing doubled: whoever claims the job next gets the same
+run back. Every API process runs one; claims keep them apart.
+
+A job cancelled before dispatch gets its run created Cancelled (so the Prefect
+UI shows it too); one cancelled while its run was being created has that run
+cancelled at once. When Prefect cannot be reached, claims are handed back and
+the loop backs off; the jobs wait in the ledger, accepted, until it answers.
+A run Prefect refuses (not a transport error) is retried a few times and then
+the job fails with ``SCHEDULER_REJECTED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import uuid
+from collections import defaultdict
+from typing import Any, Awaitable, Callable
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import DeploymentFlowRunCreate
+from prefect.states import Cancelled, Scheduled, to_state_create
+
+from sojourn.services.ledger import Created, Ledger, tags_of
+from sojourn.services.views import CANCELLED_BEFORE_START
+from sojourn.store.clock import aware
+from sojourn.store.jobs import Job
+
+log = logging.getLogger(__name__)
+
+BULK = 100  # Prefect's limit per bulk create
+LEASE = 30.0  # seconds a claim holds before another dispatcher may take the job
+REJECT_AFTER = 5  # refusals (not transport errors) before a job is failed
+
+
+class Dispatcher:
+    def __init__(self, ledger: Ledger, client: PrefectClient, deployments: Callable[[], dict[str, UUID]],
+                 *, on_dispatched: Callable[[list[Job]], Awaitable[None] | None] | None = None, poll: float = 1.0) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.deployments = deployments
+        self.on_dispatched = on_dispatched
+        self.poll = poll
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._wake = asyncio.Event()
+        self.created = 0  # flow runs this process created (for /metrics)
+        self.failures = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        backoff = 0.0
+        while True:
+            try:
+                if backoff:
+                    await asyncio.sleep(backoff)
+                self._wake.clear()
+                done = await self.dispatch_once()
+                backoff = 0.0
+                if done:
+                    continue  # there may be more right behind
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1
+                backoff = min(max(backoff * 2, 0.5), 10.0)
+                log.warning("dispatcher: %r; next try in %.1f s", exc, backoff)
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+            except asyncio.TimeoutError:
+                pass
+
+    async def dispatch_once(self) -> int:
+        """One round: claim, create, record. Returns how many jobs it handled."""
+        rows = await asyncio.to_thread(self.ledger.claim, self.name, BULK, LEASE)
+        if not rows:
+            return 0
+        by_flow: dict[str, list[Job]] = defaultdict(list)
+        for row in rows:
+            by_flow[row.kind if row.kind in self.deployments() else "browse"].append(row)
+        try:
+            results = await asyncio.gather(*(self._create(flow, batch) for flow, batch in by_flow.items()))
+        except Exception:
+            await asyncio.to_thread(self.ledger.unclaim, self.name, [r.id for r in rows], 1.0)
+            raise
+        outcomes = [o for batch in results for o in batch]
+        raced = await asyncio.to_thread(self.ledger.record, self.name, outcomes, retry_in=1.0, reject_after=REJECT_AFTER)
+        created_cancelled = {r.id for r in rows if r.cancel_requested_at is not None}
+        for row in raced:
+            if row.id not in created_cancelled and row.flow_run_id:
+                await self.client.set_flow_run_state(UUID(row.flow_run_id), Cancelled(message=CANCELLED_BEFORE_START), force=True)
+        made = [o for o in outcomes if o.flow_run_id]
+        self.created += len(made)
+        for o in outcomes:
+            if o.error:
+                log.warning("Prefect refused the run of job %s: %s", o.job_id, o.error)
+        if self.on_dispatched is not None and made:
+            ids = {o.job_id for o in made}
+            result = self.on_dispatched([r for r in rows if r.id in ids])
+            if asyncio.iscoroutine(result):
+                await result
+        return len(rows)
+
+    async def _create(self, flow: str, rows: list[Job]) -> list[Created]:
+        body = [self._run_request(row).model_dump(mode="json", exclude_unset=True) for row in rows]
+        response = await self.client.request("POST", "/deployments/{id}/create_flow_run/bulk", path_params={"id": self.deployments()[flow]}, json=body)  # type: ignore[arg-type]
+        results: list[dict[str, Any]] = response.json()["results"]
+        return [
+            Created(row.id, flow_run_id=str(r["flow_run_id"])) if r.get("status") == "CREATED" and r.get("flow_run_id")
+            else Created(row.id, error=str(r.get("error") or r))
+            for row, r in zip(rows, results)
+        ]
+
+    @staticmethod
+    def _run_request(row: Job) -> DeploymentFlowRunCreate:
+        if row.cancel_requested_at is not None:
+            state = Cancelled(message=CANCELLED_BEFORE_START)
+        elif row.run_at is not None:
+            state = Scheduled(scheduled_time=aware(row.run_at))
+        else:
+            state = Scheduled()
+        return DeploymentFlowRunCreate(
+            name=row.id,
+            parameters={"spec": json.loads(row.spec)},
+            tags=tags_of(row),
+            work_queue_name=row.priority,
+            state=to_state_create(state),
+            idempotency_key=row.id,
+        )

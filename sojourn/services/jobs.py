@@ -1,0 +1,529 @@
+"""JobService: the one place dialects call to accept, read, list, cancel and wait for jobs.
+
+A job is accepted by writing its row in the job ledger (the facade database)
+and nothing else: the answer does not wait for Prefect. The dispatcher
+(:mod:`sojourn.services.dispatcher`) creates its flow run moments later. From
+then on Prefect owns its execution state and this service reads it back; the
+ledger keeps what Prefect has no place for (the job's own id, its owner,
+dialect ids, when it was accepted, a cancel that came before its run).
+Outputs are in the artifact store under ``jobs/<job id>/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, AsyncIterator
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterType,
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+    FlowRunFilterWorkQueueName,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort, LogSort
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelling
+
+from sojourn.blocks.artifact_store import ArtifactRecord, ArtifactStore
+from sojourn.browser.url_policy import host_allowed, url_host
+from sojourn.deployments.bootstrap import bootstrap
+from sojourn.progress import parse_progress
+from sojourn.services.dispatcher import Dispatcher
+from sojourn.services.errors import ServiceError
+from sojourn.services.events import EventHub
+from sojourn.services.ledger import Ledger
+from sojourn.services.live_views import ALL, LiveViews
+from sojourn.services.principals import Principal
+from sojourn.services.refreshed import Refreshed
+from sojourn.services.views import FINAL, FINAL_EVENTS, HELD, PRIORITIES, STATE_TYPES_FOR_STATUS, JobView
+from sojourn.settings import Settings
+from sojourn.spec import JobSpec
+from sojourn.store.jobs import Job
+from sojourn.tags import job_id_from_tags, owner_tag
+
+log = logging.getLogger(__name__)
+
+PAGE = 200  # Prefect serves at most this many runs per read
+DESCENDING = {FlowRunSort.EXPECTED_START_TIME_DESC, FlowRunSort.START_TIME_DESC, FlowRunSort.END_TIME_DESC}
+
+
+async def flow_run_pages(client: PrefectClient, flt: FlowRunFilter, sort: FlowRunSort | None = None) -> AsyncIterator[list[FlowRun]]:
+    """Every run matching ``flt``, a page at a time."""
+    offset = 0
+    while True:
+        page = await client.read_flow_runs(flow_run_filter=flt, sort=sort, limit=PAGE, offset=offset)
+        yield page
+        if len(page) < PAGE:
+            return
+        offset += PAGE
+
+
+def queued_filter(before: datetime | None = None, priorities: list[str] | None = None) -> FlowRunFilter:
+    """Sojourn runs waiting to start, due no later than ``before``, optionally in some priority queues."""
+    flt = FlowRunFilter(
+        tags=FlowRunFilterTags(all_=["sojourn"]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])),
+        expected_start_time=FlowRunFilterExpectedStartTime(before_=before or datetime.now(timezone.utc) + timedelta(days=3650)),
+    )
+    if priorities:
+        flt.work_queue_name = FlowRunFilterWorkQueueName(any_=priorities)
+    return flt
+
+
+def job_id_of(run: FlowRun) -> str | None:
+    """The Sojourn job a flow run belongs to (its ``job:`` tag)."""
+    return job_id_from_tags(run.tags)
+
+
+@dataclass
+class NewJob:
+    """One job to accept: its spec and what the dialect wants kept with it."""
+
+    spec: JobSpec
+    labels: dict[str, str] = field(default_factory=dict)
+    held: bool = False
+    external_id: str | None = None
+    group_id: str | None = None
+
+
+class JobService:
+    def __init__(self, settings: Settings, client: PrefectClient, hub: EventHub, store: ArtifactStore,
+                 dispatch_client: PrefectClient | None = None) -> None:
+        self.settings = settings
+        self.client = client
+        self.hub = hub
+        self.store = store
+        self.ledger = Ledger(settings.database_location)
+        self.deployments: dict[str, UUID] = {}
+        # Flow runs are created with connections of their own: dispatching never queues behind reads.
+        self.dispatcher = Dispatcher(self.ledger, dispatch_client or client, lambda: self.deployments)
+        # A final job never changes: its view is served from memory after the first read.
+        self._final: OrderedDict[str, JobView] = OrderedDict()
+        self._final_max = 5000
+        # Jobs still moving, and job lists, kept fresh by the event stream.
+        self.live = LiveViews(hub)
+        self.reads: Counter[str] = Counter()  # job and list reads by where the answer came from
+        # Jobs waiting to start, by priority (ledger + Prefect): read at most once a second however many
+        # submit, counted up in between. QUEUE_FULL and the queue position come from it.
+        self.waiting: Refreshed[dict[str, int]] = Refreshed(self._count_waiting, every=1.0)
+        self._estimates: dict[str, Refreshed[int | None]] = {}
+        self._durations: dict[str, deque[float]] = {}
+
+    async def start(self) -> None:
+        boot = await bootstrap(self.settings)
+        self.deployments = boot.deployments
+
+    # ------------------------------------------------------------------ accept
+    async def submit(self, spec: JobSpec, principal: Principal, *, dialect: str, labels: dict[str, str] | None = None,
+                     held: bool = False, external_id: str | None = None, group_id: str | None = None) -> JobView:
+        """Accept one job; it runs once the dispatcher has created its flow run (moments later)."""
+        views = await self.accept([NewJob(spec, labels or {}, held, external_id, group_id)], principal, dialect=dialect)
+        return views[0]
+
+    async def accept(self, jobs: list[NewJob], principal: Principal, *, dialect: str) -> list[JobView]:
+        """Accept jobs, all or none: they are in the ledger when this returns. Held ones wait for :meth:`release`."""
+        jobs = [NewJob(self._within_allow_list(j.spec, principal), j.labels, j.held, j.external_id, j.group_id) if principal.url_allow else j
+                for j in jobs]
+        await self._check_queue_room(len(jobs))
+        rows = [
+            Job(
+                id=str(uuid.uuid4()), owner=principal.name, dialect=dialect, external_id=j.external_id, group_id=j.group_id,
+                kind="agent" if j.spec.kind == "agent" else "browse",
+                spec=json.dumps(j.spec.model_dump(mode="json", exclude_defaults=True)), priority=j.spec.priority, run_at=j.spec.run_at,
+                labels=json.dumps(j.labels), held=j.held,
+            )
+            for j in jobs
+        ]
+        try:
+            await self.ledger.accept(rows)
+        except Exception as exc:
+            log.error("could not write jobs to the ledger: %r", exc)
+            raise ServiceError(503, "SERVICE_UNAVAILABLE", "The job could not be recorded (the database is unavailable); it was not accepted. Try again.",
+                               headers={"Retry-After": "2"}) from None
+        self.dispatcher.wake()
+        added = Counter("held" if r.held else r.priority for r in rows)
+        self.waiting.update(lambda counts: {k: counts.get(k, 0) + added.get(k, 0) for k in {*counts, *added}})
+        self.live.drop_lists(principal.name)  # the owner's lists now hold more jobs
+        token = self.live.token()
+        views = [JobView.of(row, None) for row in rows]
+        for view in views:
+            self.live.put_view(view, token)
+        return views
+
+    @staticmethod
+    def _within_allow_list(spec: JobSpec, principal: Principal) -> JobSpec:
+        """A key with a URL allow-list: its step URLs must match, and the job carries the list to the browser."""
+        for i, step in enumerate(spec.steps):
+            host = url_host(step.url)
+            if not host_allowed(host, principal.url_allow):
+                raise ServiceError(
+                    403, "URL_NOT_ALLOWED", f"Invalid field `steps.{i}.url`: host '{host}' is not in this API key's URL allow-list",
+                    {"field": f"steps.{i}.url", "host": host, "allowed": list(principal.url_allow)},
+                )
+        return spec.model_copy(update={"url_allow": list(principal.url_allow)})
+
+    async def _count_waiting(self) -> dict[str, int]:
+        """Jobs waiting to start: in the ledger (``held``: in batches, waiting for a slot) or queued in Prefect, by priority."""
+        async def prefect(priority: str) -> int:
+            return await self.client.count_flow_runs(flow_run_filter=queued_filter(priorities=[priority]))
+
+        ledger, *runs = await asyncio.gather(self.ledger.waiting_by_priority(), *(prefect(p) for p in PRIORITIES))
+        return {**{p: ledger.get(p, 0) + n for p, n in zip(PRIORITIES, runs)}, "held": ledger.get("held", 0)}
+
+    async def _check_queue_room(self, adding: int) -> None:
+        try:
+            counts = await asyncio.wait_for(self.waiting.get(), timeout=2.0)  # only the first count is ever waited for
+        except Exception as exc:  # nothing known yet and Prefect does not answer: accept, the ledger keeps the job
+            log.warning("could not count waiting jobs: %r", exc)
+            return
+        queued = sum(counts.values())
+        if queued + adding > self.settings.max_queued_jobs:
+            raise ServiceError(
+                503, "QUEUE_FULL",
+                f"The job queue is full ({queued} jobs waiting, limit {self.settings.max_queued_jobs}); try again later.",
+                {"queued": queued, "limit": self.settings.max_queued_jobs}, headers={"Retry-After": "5"},
+            )
+
+    def queue_position(self, view: JobView) -> int | None:
+        """About how many jobs will start before this one, itself included: those waiting in queues served before
+        or with it (counted at most a second ago). None for a job held back or due later."""
+        if view.state_type in FINAL or view.state == HELD:
+            return None
+        if view.spec.get("run_at") or view.spec.get("runAt"):
+            return None
+        counts = self.waiting.value or {}
+        rank = PRIORITIES.index(view.priority) if view.priority in PRIORITIES else 1
+        return max(sum(counts.get(p, 0) for p in PRIORITIES[: rank + 1]), 1)
+
+    async def estimated_duration_ms(self, job_type: str) -> int | None:
+        """Mean run time of the last 20 completed jobs of this type: seeded from Prefect once, then kept
+        current by :meth:`note_duration` as jobs end (no Prefect call per submission)."""
+        recent = self._durations.get(job_type)
+        if recent:
+            return int(1000 * sum(recent) / len(recent))
+        if job_type not in self._estimates:
+            self._estimates[job_type] = Refreshed(lambda: self._mean_duration_ms(job_type), every=30.0, every_if_none=2.0)
+        return await self._estimates[job_type].peek()
+
+    def note_duration(self, job_type: str, seconds: float) -> None:
+        """A job of this type completed after running ``seconds``."""
+        self._durations.setdefault(job_type, deque(maxlen=20)).append(seconds)
+
+    async def _mean_duration_ms(self, job_type: str) -> int | None:
+        runs = await self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=["sojourn", f"type:{job_type}"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED])),
+            ),
+            sort=FlowRunSort.END_TIME_DESC,
+            limit=20,
+        )
+        times = [(r.end_time - r.start_time).total_seconds() for r in runs if r.start_time and r.end_time]
+        return int(1000 * sum(times) / len(times)) if times else None
+
+    async def release(self, job_ids: list[str]) -> None:
+        """Held jobs may start now."""
+        if await self.ledger.release(job_ids):
+            self.dispatcher.wake()
+        for job_id in job_ids:
+            self.live.drop(job_id)
+
+    # ------------------------------------------------------------------ read
+    @staticmethod
+    def not_found(job_id: str) -> ServiceError:
+        return ServiceError(404, "JOB_NOT_FOUND", f"Job with ID '{job_id}' not found", {"jobId": job_id})
+
+    @staticmethod
+    def owns(principal: Principal, owner: str) -> bool:
+        return principal.is_admin or owner == principal.name
+
+    async def row(self, job_id: str, principal: Principal) -> Job:
+        """The job's ledger row, if this principal may see it (else 404: never reveal another tenant's job exists)."""
+        row = await self.ledger.get(job_id) if len(job_id) <= 64 else None
+        if row is None or not self.owns(principal, row.owner):
+            raise self.not_found(job_id)
+        return row
+
+    async def get(self, job_id: str, principal: Principal, *, with_progress: bool = True) -> JobView:
+        cached = self._final.get(job_id)
+        if cached is not None and self.owns(principal, cached.owner):
+            self._final.move_to_end(job_id)
+            self.reads["memory"] += 1
+            return cached
+        live = self.live.view(job_id)
+        if live is not None and self.owns(principal, live.owner):
+            self.reads["memory"] += 1
+            return live
+        self.reads["prefect"] += 1
+        token = self.live.token()
+        view = await self.read(await self.row(job_id, principal), with_progress=with_progress)
+        if view.final:
+            self._remember_final(view)
+        elif with_progress:
+            self.live.put_view(view, token)
+        return view
+
+    async def read(self, row: Job, run: FlowRun | None = None, *, with_progress: bool = True) -> JobView:
+        """The job now: its row joined with its flow run (read unless given), with manifest, error and progress."""
+        if run is None and row.flow_run_id and row.cancel_requested_at is None:
+            try:
+                run = await self.client.read_flow_run(UUID(row.flow_run_id))
+            except ObjectNotFound:
+                run = None  # deleted from Prefect: what the ledger knows is all there is
+        return await self.complete(JobView.of(row, run), with_progress=with_progress)
+
+    async def complete(self, view: JobView, *, with_progress: bool = True) -> JobView:
+        if view.final and view.dispatched:
+            view.manifest = await self.store.read_manifest(view.id)
+            if view.manifest and view.manifest.error and view.state_type != StateType.COMPLETED:
+                view.error = view.manifest.error
+            if view.manifest and view.manifest.status == "completed":
+                total = len(view.manifest.steps) or 1
+                view.progress = {"currentStep": "Done", "stepsCompleted": total, "totalSteps": total, "percentage": 100}
+        elif with_progress and view.state_type in (StateType.RUNNING, StateType.CANCELLING) and view.flow_run_id:
+            view.progress = await self._progress(UUID(view.flow_run_id))
+        return view
+
+    def _remember_final(self, view: JobView) -> None:
+        self._final[view.id] = view
+        self._final.move_to_end(view.id)
+        while len(self._final) > self._final_max:
+            self._final.popitem(last=False)
+
+    async def _progress(self, flow_run_id: UUID) -> dict[str, Any] | None:
+        arts = await self.client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["progress"])),
+            limit=1,
+        )
+        if not arts:
+            return None
+        data = arts[0].data
+        return parse_progress(arts[0].description, float(data) if isinstance(data, (int, float, str)) else None)
+
+    async def views_of_runs(self, runs: list[FlowRun]) -> list[JobView]:
+        """Views of Sojourn flow runs (a page of a list): one ledger read for all of them."""
+        rows = await self.ledger.get_many(i for r in runs if (i := job_id_of(r)))
+        by_job = {job_id_of(r): r for r in runs}
+        # Runs whose job is not in the ledger were started some other way: not jobs of this API.
+        return await self._assemble([rows[i] for r in runs if (i := job_id_of(r)) in rows], {str(r.id): r for r in by_job.values()})
+
+    async def read_many(self, rows: list[Job]) -> list[JobView]:
+        """Views of many jobs (a batch, a group): one Prefect read per 200 runs, not one per job."""
+        wanted = [UUID(r.flow_run_id) for r in rows if r.flow_run_id and r.cancel_requested_at is None and r.id not in self._final]
+        runs: dict[str, FlowRun] = {}
+        for i in range(0, len(wanted), PAGE):
+            page = await self.client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=wanted[i : i + PAGE])), limit=PAGE)
+            runs.update({str(r.id): r for r in page})
+        return await self._assemble(rows, runs)
+
+    async def _assemble(self, rows: list[Job], runs: dict[str, FlowRun]) -> list[JobView]:
+        out = []
+        for row in rows:
+            cached = self._final.get(row.id)
+            if cached is None:
+                cached = await self.complete(JobView.of(row, runs.get(row.flow_run_id or "")), with_progress=False)
+                if cached.final:
+                    self._remember_final(cached)
+            out.append(cached)
+        return out
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        status: list[str] | None = None,
+        priority: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        sort: FlowRunSort = FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[list[JobView], int]:
+        """Jobs whose runs exist (from Prefect) and, newest first, those still waiting in the ledger for theirs."""
+        scope = ALL if principal.is_admin else principal.name
+        query = (tuple(status or ()), priority, created_from, created_to, sort, limit, offset)
+        hit = self.live.listing(scope, query)
+        if hit is not None:
+            self.reads["memory"] += 1
+            return hit  # type: ignore[no-any-return]
+        self.reads["prefect"] += 1
+        token = self.live.token()
+        newest_first = sort in DESCENDING
+        # Jobs not yet dispatched are the newest (the dispatcher takes them in order): first when newest
+        # first, last otherwise.
+        _, waiting = await self.ledger.undispatched(
+            owner=principal.owner_filter, statuses=status, priority=priority, created_from=created_from, created_to=created_to,
+            newest_first=newest_first, limit=0, offset=0,
+        )
+        tags = ["sojourn"] if principal.is_admin else ["sojourn", owner_tag(principal.name)]
+        if priority:
+            tags.append(f"priority:{priority}")
+        flt = FlowRunFilter(tags=FlowRunFilterTags(all_=tags))
+        if status:
+            types = [t for s in status for t in STATE_TYPES_FOR_STATUS.get(s, [])]
+            flt.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=types))
+        if created_from or created_to:
+            flt.expected_start_time = FlowRunFilterExpectedStartTime(after_=created_from, before_=created_to)
+        if newest_first:
+            ledger_part = (offset, min(limit, max(waiting - offset, 0)))
+            run_part = (max(offset - waiting, 0), limit - ledger_part[1])
+        else:
+            run_part = (offset, limit)
+            ledger_part = (0, 0)  # set once the runs' total is known
+        runs, ran = await asyncio.gather(
+            self.client.read_flow_runs(flow_run_filter=flt, sort=sort, limit=run_part[1], offset=run_part[0]) if run_part[1] else _empty(),
+            self.client.count_flow_runs(flow_run_filter=flt),
+        )
+        if not newest_first:
+            start = max(offset - ran, 0)
+            ledger_part = (start, max(limit - len(runs), 0))
+        rows: list[Job] = []
+        if ledger_part[1] and waiting:
+            rows, _ = await self.ledger.undispatched(
+                owner=principal.owner_filter, statuses=status, priority=priority, created_from=created_from, created_to=created_to,
+                newest_first=newest_first, limit=ledger_part[1], offset=ledger_part[0],
+            )
+        run_views = await self.views_of_runs(runs)
+        row_views = [JobView.of(r, None) for r in rows]
+        views = row_views + run_views if newest_first else run_views + row_views
+        result = (views, ran + waiting)
+        self.live.put_listing(scope, query, result, token)
+        return result
+
+    # ------------------------------------------------------------------ change
+    async def cancel(self, job_id: str, principal: Principal, *, wait: float = 5.0) -> JobView:
+        row = await self.row(job_id, principal)
+        if row.flow_run_id is None and not row.rejected and row.cancel_requested_at is None:
+            if await self.ledger.cancel_undispatched(job_id):
+                self.dispatcher.wake()  # its run is created Cancelled, so the Prefect UI shows it too
+                self.live.drop(job_id, row.owner)
+                return await self.get(job_id, principal)
+            row = await self.row(job_id, principal)  # dispatched meanwhile: cancel its run
+        view = await self.read(row, with_progress=False)
+        if view.final:
+            raise ServiceError(409, "JOB_ALREADY_FINISHED", f"Job '{job_id}' already ended {view.status}; it cannot be cancelled.", {"jobId": job_id, "status": view.status})
+        assert view.flow_run_id is not None
+        queue = self.hub.subscribe(job_id)
+        try:
+            if view.state_type in (StateType.SCHEDULED, StateType.PAUSED):
+                from prefect.states import Cancelled
+
+                await self.client.set_flow_run_state(UUID(view.flow_run_id), Cancelled(message="Cancelled by request before it started."), force=True)
+            else:
+                await self.client.set_flow_run_state(UUID(view.flow_run_id), Cancelling(message="Cancellation requested."), force=True)
+                self.live.drop(job_id, row.owner)
+                await self._wait_final(row, queue, wait)
+        finally:
+            self.hub.unsubscribe(job_id, queue)
+            self.live.drop(job_id, row.owner)
+        return await self.get(job_id, principal)
+
+    async def retry(self, job_id: str, principal: Principal) -> JobView:
+        view = await self.get(job_id, principal, with_progress=False)
+        if not view.final:
+            raise ServiceError(409, "JOB_ALREADY_PROCESSING", f"Job '{job_id}' is still {view.status}; only a finished job can be retried.", {"jobId": job_id, "status": view.status})
+        spec = JobSpec.model_validate(view.spec)
+        labels = {k: v for k, v in view.labels.items() if k in ("type",)}
+        return await self.submit(spec, principal, dialect=view.dialect, labels={**labels, "retry-of": job_id})
+
+    async def logs(self, job_id: str, principal: Principal, limit: int = 200) -> list[dict[str, Any]]:
+        row = await self.row(job_id, principal)
+        if row.flow_run_id is None:
+            return []
+        logs = await self.client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(row.flow_run_id)])), limit=limit, sort=LogSort.TIMESTAMP_ASC)
+        return [{"timestamp": entry.timestamp, "level": entry.level, "message": entry.message} for entry in logs]
+
+    # ------------------------------------------------------------------ wait
+    async def wait(self, job_id: str, principal: Principal, timeout: float) -> JobView:
+        """Until the job is final or ``timeout`` passes, driven by Prefect events."""
+        cached = self._final.get(job_id)
+        if cached is not None and self.owns(principal, cached.owner):
+            return cached
+        row = await self.row(job_id, principal)
+        queue = self.hub.subscribe(job_id)
+        try:
+            await self._wait_final(row, queue, timeout)
+        finally:
+            self.hub.unsubscribe(job_id, queue)
+        return await self.get(job_id, principal)
+
+    async def _is_final(self, row: Job) -> bool:
+        fresh = await self.ledger.get(row.id) or row
+        if fresh.cancel_requested_at is not None or fresh.rejected:
+            return True
+        if fresh.flow_run_id is None:
+            return False
+        run = await self.client.read_flow_run(UUID(fresh.flow_run_id))
+        return run.state_type in FINAL
+
+    async def _wait_final(self, row: Job, queue: asyncio.Queue[dict[str, Any]], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        # Look once after subscribing: the job may have ended in between.
+        if await self._is_final(row):
+            return
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=min(left, 10))
+            except asyncio.TimeoutError:
+                # The event stream can drop; confirm with one read before waiting on.
+                if await self._is_final(row):
+                    return
+                continue
+            if item["event"] in FINAL_EVENTS:
+                return
+
+    # ------------------------------------------------------------------ outputs
+    async def artifact(self, job_id: str, name: str, principal: Principal) -> tuple[ArtifactRecord, bytes]:
+        await self.row(job_id, principal)
+        manifest = await self.store.read_manifest(job_id)
+        record = next((a for a in (manifest.artifacts if manifest else []) if a.name == name), None)
+        if record is None:
+            raise ServiceError(404, "ARTIFACT_NOT_FOUND", f"Job '{job_id}' has no artifact '{name}'", {"jobId": job_id, "name": name})
+        return record, await self.store.read_bytes(record.path)
+
+    async def delete_artifact(self, artifact_id: str, principal: Principal) -> None:
+        """Remove one stored output and its manifest entry (the job itself stays)."""
+        record, _ = await self.artifact_by_id(artifact_id, principal)
+        job_id = artifact_id.rpartition("_")[0]
+        manifest = await self.store.read_manifest(job_id)
+        if manifest is not None:
+            manifest.artifacts = [a for a in manifest.artifacts if a.id != artifact_id]
+            await self.store.write_manifest(manifest)
+        await self.store.delete(record.path)
+        self._final.pop(job_id, None)
+
+    async def artifact_by_id(self, artifact_id: str, principal: Principal) -> tuple[ArtifactRecord, bytes]:
+        job_id, _, _index = artifact_id.rpartition("_")
+        not_found = ServiceError(404, "SCREENSHOT_NOT_FOUND", f"Screenshot with ID '{artifact_id}' not found", {"screenshotId": artifact_id})
+        try:
+            await self.row(job_id, principal)
+        except ServiceError:
+            raise not_found from None
+        manifest = await self.store.read_manifest(job_id)
+        record = next((a for a in (manifest.artifacts if manifest else []) if a.id == artifact_id), None)
+        if record is None:
+            raise not_found
+        return record, await self.store.read_bytes(record.path)
+
+
+async def _empty() -> list[FlowRun]:
+    return []
+

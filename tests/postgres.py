@@ -49,3 +49,35 @@ def drop_database(url: str) -> None:
             await conn.close()
 
     asyncio.run(drop())
+
+
+FACADE_SERVER = os.environ.get("SOJOURN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+def fresh_facade_database(prefix: str = "sojourn_test") -> str | None:
+    """An empty database for the facade (psycopg URL); None where no PostgreSQL runs (never in CI: there it raises)."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    plain = FACADE_SERVER.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(plain + "/postgres", autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError:
+        if os.environ.get("CI"):
+            raise
+        return None
+    return f"{FACADE_SERVER}/{name}"
+
+
+def drop_facade_database(url: str) -> None:
+    import psycopg
+
+    from sojourn.store.db import engine_for
+
+    engine_for(url).dispose()
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(FACADE_SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

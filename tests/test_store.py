@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 from sqlmodel import select
 
@@ -13,42 +10,19 @@ from sojourn.api.auth import KeyAuth
 from sojourn.services.principals import ensure_admin_key, hash_key
 from sojourn.store.db import session
 from sojourn.store.keys import ApiKey
-
-PG_SERVER = os.environ.get("SOJOURN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
-
-
-def _postgres_url() -> str:
-    """A fresh database on the machine's PostgreSQL; skipped only where none runs (and never in CI)."""
-    import psycopg
-
-    name = f"sojourn_test_{uuid.uuid4().hex[:8]}"
-    plain = PG_SERVER.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        with psycopg.connect(plain + "/postgres", autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no PostgreSQL at {plain}: {exc}")
-    return f"{PG_SERVER}/{name}"
-
+from tests.postgres import drop_facade_database, fresh_facade_database
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_settings(request, tmp_path):
     old = settings_mod.get_settings()
-    url = f"sqlite:///{tmp_path / 'facade.db'}" if request.param == "sqlite" else _postgres_url()
+    url = f"sqlite:///{tmp_path / 'facade.db'}" if request.param == "sqlite" else fresh_facade_database()
+    if url is None:
+        pytest.skip("no PostgreSQL on this machine (CI always has one)")
     new = settings_mod.configure(home=tmp_path, database_url=url, admin_key=None)
     yield new
     settings_mod._current = old
     if request.param == "postgres":
-        import psycopg
-
-        from sojourn.store.db import engine_for
-
-        engine_for(url).dispose()
-        name = url.rsplit("/", 1)[1]
-        with psycopg.connect(PG_SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        drop_facade_database(url)
 
 
 def test_admin_key_is_generated_once_stored_0600_and_only_its_hash_in_the_database(db_settings):

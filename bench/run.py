@@ -109,6 +109,22 @@ def rss_tree_kb(pid: int) -> int:
     return total
 
 
+def cpu_by_program(pid: int) -> dict[str, float]:
+    """CPU seconds of a process tree by program (python, node = Playwright's driver, chromium), live processes only."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for p in _descendants(pid):
+        try:
+            raw = Path(f"/proc/{p}/stat").read_text()
+            name = raw[raw.index("(") + 1 : raw.rindex(")")]
+            fields = raw.rsplit(")", 1)[1].split()
+        except (OSError, ValueError, IndexError):
+            continue
+        kind = "chromium" if "chrom" in name else "node" if name == "node" else "python" if name.startswith("python") or name == "sojourn" else name
+        out[kind] = out.get(kind, 0.0) + sum(int(x) for x in fields[11:13]) / tick
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time of a process tree: live processes plus the children they have reaped."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -126,6 +142,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def raw_playwright(urls: list[str], concurrency: int) -> dict:
+    """Also the CPU seconds of this process tree over the run, read before the browser closes: Chromium's
+    exited renderers are counted through the browser process that reaped them (after close they are lost)."""
     from playwright.async_api import async_playwright
 
     from sojourn.browser.discovery import CHROMIUM_ARGS, find_browser, sandbox_args
@@ -154,12 +172,14 @@ async def raw_playwright(urls: list[str], concurrency: int) -> dict:
 
         await job(urls[0])  # warm
         latencies.clear()
+        cpu0 = cpu_seconds(os.getpid())
         t0 = time.perf_counter()
         await asyncio.gather(*(job(u) for u in urls))
         elapsed = time.perf_counter() - t0
+        cpu = cpu_seconds(os.getpid()) - cpu0
         await browser.close()
     return {"jobs": len(urls), "ok": len(latencies), "failed": failures, "seconds": elapsed, "jobs_per_s": len(latencies) / elapsed,
-            "latency_p50": pct(latencies, 50), "latency_p95": pct(latencies, 95)}
+            "latency_p50": pct(latencies, 50), "latency_p95": pct(latencies, 95), "cpu_seconds_per_job": round(cpu / max(1, len(latencies)), 3)}
 
 
 # --------------------------------------------------------------------------- (b)/(d)/(e) Sojourn over REST
@@ -242,12 +262,10 @@ async def submit_burst(base: str, url: str, n: int, concurrency: int = 10) -> di
             await asyncio.gather(*(one() for _ in range(n)))
             elapsed = time.perf_counter() - t0
     finally:
-        async with get_client() as client:
+        async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": ADMIN_KEY}, timeout=60) as http:
             for jid in ids:  # the burst measured submission only; drop the queued jobs
-                try:
-                    await client.delete_flow_run(jid)
-                except Exception:
-                    pass
+                await http.post(f"/api/v1/jobs/{jid}/cancel")
+        async with get_client() as client:
             await client.update_work_pool("browsers", WorkPoolUpdate(is_paused=False))
     return {"n": n, "concurrency": concurrency, "errors": errors, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": max(lat), "per_s": n / elapsed}
 
@@ -330,6 +348,9 @@ def main() -> None:
     ap.add_argument("--concurrency", "-c", type=int, default=4)
     ap.add_argument("--jobs", "-n", type=int, default=None)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c,d,e,f,g")
+    ap.add_argument("--pages", default="trivial,heavy", help="pages for parts a-c: trivial, heavy or both")
+    ap.add_argument("--py-spy", metavar="DIR", help="sample each process with py-spy (GIL holders, 50 Hz) during (b); folded stacks in DIR")
+    ap.add_argument("--prefect-defaults", action="store_true", help="run the Prefect server with Prefect's default settings, not Sojourn's (for comparison)")
     ap.add_argument("--prefect-db", choices=["sqlite", "postgres"], default="sqlite", help="database behind the Prefect server")
     ap.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432", help="server URL (a fresh database is created on it)")
     ap.add_argument("--burst-concurrency", type=int, default=4)
@@ -342,7 +363,10 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     results: dict = {"machine": {"cores": os.cpu_count()}, "concurrency": C, "jobs": N, "quick": quick, "prefect_db": args.prefect_db}
 
-    server_env = os.environ.copy()
+    from sojourn.deployments.prefect_server import server_env as sojourn_server_env
+
+    server_env = os.environ.copy() if args.prefect_defaults else sojourn_server_env()
+    results["prefect_server_settings"] = "prefect defaults" if args.prefect_defaults else "sojourn"
     if args.prefect_db == "postgres":
         server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = fresh_postgres_database(args.postgres_url)
     logs = open(TMP / "prefect.log", "wb")
@@ -363,15 +387,25 @@ def main() -> None:
             # warm the worker's browser
             asyncio.run(sojourn_throughput(base, [pages["trivial"]] * 2))
             for name, url in pages.items():
+                if name not in args.pages.split(","):
+                    continue
                 urls = [f"{url}{'&' if '?' in url else '?'}i={i}" for i in range(N)]
                 part: dict = {}
                 if "a" not in skip:
                     part["a_raw"] = asyncio.run(raw_playwright(urls, C))
+                    part["a_cpu_seconds_per_job"] = part["a_raw"]["cpu_seconds_per_job"]
                 if "b" not in skip:
                     before = {k: cpu_seconds(p.pid) for k, p in roles.items()}
+                    before_worker = cpu_by_program(worker.pid)
+                    spies = [subprocess.Popen(["py-spy", "record", "-p", str(p.pid), "-r", "50", "--gil", "-f", "raw", "-o", f"{args.py_spy}/{name}-{k}.txt"],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k, p in roles.items()] if args.py_spy else []
                     part["b_sojourn"] = asyncio.run(sojourn_throughput(base, urls))
+                    for spy in spies:
+                        spy.send_signal(2)
+                        spy.wait(30)
                     ok = max(1, part["b_sojourn"]["ok"])
                     part["b_cpu_seconds_per_job"] = {k: round((cpu_seconds(p.pid) - before[k]) / ok, 3) for k, p in roles.items()}
+                    part["b_worker_cpu_seconds_per_job"] = {k: round((v - before_worker.get(k, 0.0)) / ok, 3) for k, v in cpu_by_program(worker.pid).items()}
                 if "c" not in skip and name == "trivial":
                     part["c_process_worker"] = asyncio.run(process_worker(urls[: (6 if quick else 12)], C))
                 results[name] = part
@@ -428,9 +462,17 @@ def report(r: dict) -> None:
         if "b_sojourn" in part and "c_process_worker" in part:
             rows.append((f"{name}: (b)/(c)", f"{part['b_sojourn']['jobs_per_s'] / part['c_process_worker']['jobs_per_s']:.1f}x", "", ">= 5"))
     for name in ("trivial", "heavy"):
-        cpu = r.get(name, {}).get("b_cpu_seconds_per_job")
+        part = r.get(name, {})
+        cpu = part.get("b_cpu_seconds_per_job")
         if cpu:
-            rows.append((f"{name}: CPU s per job (b)", ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()), "", ""))
+            total = sum(cpu.values())
+            raw_cpu = part.get("a_cpu_seconds_per_job")
+            rows.append((f"{name}: CPU s per job (b)", ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()) + f"; all {total:.2f}",
+                         f"{total / raw_cpu:.2f}" if raw_cpu else "", "<= 1.5 s"))
+            if raw_cpu:
+                rows.append((f"{name}: CPU s per job (a)", f"{raw_cpu:.2f} (this process, its driver and Chromium)", "1.00", ""))
+            if part.get("b_worker_cpu_seconds_per_job"):
+                rows.append((f"{name}: worker tree by program (b)", ", ".join(f"{k} {v:.2f}" for k, v in part["b_worker_cpu_seconds_per_job"].items()), "", ""))
     if "d_latency" in r:
         d = r["d_latency"]
         raw = d["raw_single"]["latency_p50"]

@@ -51,6 +51,7 @@ def _spawn(cmd: list[str], env: dict[str, str], *, quiet: bool = False) -> subpr
 @app.command()
 def up() -> None:
     """Start everything on this machine: Prefect server, pool and deployments, one worker, the API."""
+    from sojourn.deployments.prefect_server import server_env
     from sojourn.services.principals import ensure_admin_key
 
     settings = _settings()
@@ -76,7 +77,7 @@ def up() -> None:
             api_url = f"http://127.0.0.1:{settings.prefect_port}/api"
             env = _prefect_env(settings, api_url)
             print(f"Starting the Prefect server (SQLite under {env['PREFECT_HOME']}) ...")
-            children.append(_spawn([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)], env, quiet=True))
+            children.append(_spawn([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)], server_env(env), quiet=True))
             _wait_http(f"{api_url}/health", children[-1], 120, "the Prefect server")
         env = _prefect_env(settings, api_url)
         if "SOJOURN_ALLOW_LOOPBACK" not in os.environ:
@@ -115,6 +116,15 @@ def up() -> None:
         print("\nStopping ...")
     finally:
         stop_all()
+
+
+@app.command("prefect-server", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def prefect_server(ctx: typer.Context) -> None:
+    """Run `prefect server start` (arguments passed through) with the settings Sojourn runs it with (see
+    sojourn/deployments/prefect_server.py); for hosts of their own, e.g. on PostgreSQL."""
+    from sojourn.deployments.prefect_server import server_env
+
+    os.execve(sys.executable, [sys.executable, "-m", "prefect", "server", "start", *ctx.args], server_env())
 
 
 @app.command()

@@ -1,9 +1,12 @@
 """Progress a person (Prefect UI) and a client (API) can read while a job runs.
 
-Two places, one writer: a Prefect progress artifact on the flow run (the UI's
-progress bar; its description carries the step counts in a fixed form that
-:func:`parse_progress` reads back) and a ``sojourn.job.progress`` event for
-live streams.
+Two places, one writer: a ``sojourn.job.progress`` event for live streams (and
+the API's views of running jobs), and a Prefect progress artifact on the flow
+run (the UI's progress bar; its description carries the step counts in a
+fixed form that :func:`parse_progress` reads back). The artifact is made only
+once a job has run for ``ARTIFACT_AFTER`` seconds: a short job is over before
+anyone could watch its bar, and the artifact's writes were a good part of its
+Prefect cost.
 """
 
 from __future__ import annotations
@@ -51,11 +54,14 @@ def parse_progress(description: str | None, percentage: float | None) -> dict[st
     }
 
 
-class Progress:
-    """Each update is a Prefect API call and an event: updates closer together
-    than ``min_interval`` are folded into the next one (the last always goes out)."""
+ARTIFACT_AFTER = 5.0  # seconds a job runs before it gets a progress artifact
 
-    def __init__(self, job_id: str, total: int, min_interval: float = 0.5) -> None:
+
+class Progress:
+    """Each update is an event (and, once the artifact exists, a Prefect API call): updates
+    closer together than ``min_interval`` are folded into the next one (the last always goes out)."""
+
+    def __init__(self, job_id: str, total: int, min_interval: float = 0.5, artifact_after: float = ARTIFACT_AFTER) -> None:
         self.job_id = job_id
         self.total = max(total, 1)
         self.done = 0
@@ -66,24 +72,36 @@ class Progress:
         self._deferred: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._created: asyncio.Task[None] | None = None
+        self._creating = False
+        self.artifact_after = artifact_after
 
     @property
     def percentage(self) -> float:
         return round(100.0 * self.done / self.total, 1)
 
     def start(self, current: str) -> None:
-        """Create the artifact in the background: the job's browser work need not wait for it."""
+        """Announce the start; the artifact is created in the background if the job is still running later."""
         self.current = current
         self._last = time.monotonic()
-        self._created = asyncio.ensure_future(self._create())
+        self._created = asyncio.ensure_future(self._create_later())
         self._emit()
 
-    async def _create(self) -> None:
+    async def _create_later(self) -> None:
+        await asyncio.sleep(self.artifact_after)
+        self._creating = True
         try:
-            artifact = ProgressArtifact(progress=0.0, description=describe(0, self.total, self.current))
+            artifact = ProgressArtifact(progress=self.percentage, description=describe(self.done, self.total, self.current))
             self._artifact_id = (await artifact.acreate(client=run_client())).id
         except Exception as exc:  # progress is best effort; the job goes on
             log.warning("could not create progress artifact: %s", exc)
+
+    async def _settle_creation(self) -> None:
+        """Before the last word: an artifact not begun is never made; one being made is waited for."""
+        if self._created is None:
+            return
+        if not self._creating:
+            self._created.cancel()
+        await asyncio.gather(self._created, return_exceptions=True)
 
     async def update(self, *, done: int | None = None, current: str | None = None, final: bool = False) -> None:
         if done is not None:
@@ -95,6 +113,8 @@ class Progress:
             if self._deferred is not None:
                 self._deferred.cancel()
                 self._deferred = None
+            if final:
+                await self._settle_creation()
             await self._push()
         elif self._deferred is None:
             # Too soon after the last one: send the latest state once the interval has passed.
@@ -105,8 +125,7 @@ class Progress:
         if self._deferred is not None:
             self._deferred.cancel()
             self._deferred = None
-        if self._created is not None:
-            await asyncio.gather(self._created, return_exceptions=True)
+        await self._settle_creation()
 
     async def _push_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -115,8 +134,6 @@ class Progress:
 
     async def _push(self) -> None:
         async with self._lock:  # in order: a late deferred push never overwrites the final one
-            if self._created is not None:
-                await self._created
             self._last = time.monotonic()
             if self._artifact_id is not None:
                 try:

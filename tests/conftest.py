@@ -39,6 +39,7 @@ os.environ.update(
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 
+from sojourn.deployments.prefect_server import server_env  # noqa: E402
 from sojourn.readiness import wait_until_up  # noqa: E402
 from tests.postgres import drop_database, fresh_postgres_database, postgres_available  # noqa: E402
 from tests.site import Site  # noqa: E402
@@ -64,7 +65,7 @@ class PrefectServer:
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(_PREFECT_PORT)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
+            env=server_env(),  # the settings `sojourn up` runs it with
         )
         wait_until_up(f"{os.environ['PREFECT_API_URL']}/health", timeout=90, proc=self.proc, what="prefect server")
 

@@ -101,6 +101,7 @@ async def _flow_run_artifacts(flow_run_id):
 
 
 async def test_progress_is_readable_while_the_job_runs(site):
+    """A job running longer than ARTIFACT_AFTER (5 s) gets a progress artifact: the UI's progress bar."""
     from prefect import tags
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
@@ -112,7 +113,7 @@ async def test_progress_is_readable_while_the_job_runs(site):
     spec = {
         "steps": [
             {"url": site.url("/"), "name": "Opening home"},
-            {"url": site.url("/buttons"), "name": "Waiting on buttons", "actions": ["page.waitForTimeout(2500)"]},
+            {"url": site.url("/buttons"), "name": "Waiting on buttons", "actions": ["page.waitForTimeout(8000)"]},
         ],
         "capture": ["screenshot"],
     }
@@ -120,7 +121,7 @@ async def test_progress_is_readable_while_the_job_runs(site):
         job = asyncio.ensure_future(browse(spec))
     seen = None
     async with get_client() as client:
-        for _ in range(100):
+        for _ in range(150):
             runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
             if runs:
                 progress = [a for a in await _flow_run_artifacts(runs[0].id) if a.type == "progress"]
@@ -142,3 +143,11 @@ async def test_prefect_ui_shows_the_captures(site):
     markdown = [a for a in arts if a.type == "markdown"]
     assert markdown and "page.pdf" in markdown[0].data
     assert f"![screenshot.png](http://127.0.0.1:8000/api/v1/jobs/{m.job_id}/artifacts/screenshot.png)" in markdown[0].data
+
+
+async def test_a_short_job_makes_no_progress_artifact_only_its_captures(site):
+    """Progress artifacts are for jobs someone could watch (running over a second); a short job's
+    progress is in its events and its manifest, and its run gets only the captures artifact."""
+    m = await run_job({"steps": [{"url": site.url("/")}], "capture": ["screenshot"]})
+    kinds = [a.type for a in await _flow_run_artifacts(uuid.UUID(m.job_id))]
+    assert kinds == ["markdown"]

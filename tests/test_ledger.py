@@ -201,6 +201,41 @@ async def test_a_run_prefect_refuses_fails_the_job_after_a_few_tries(ledger, pre
         await prefect.delete_deployment(strict)
 
 
+async def test_a_passing_failure_inside_prefect_is_retried_and_never_fails_the_job(ledger, prefect, deployments):
+    """Prefect's SQLite answers some bulk-create items with "database is locked" under load (injected here in
+    place of Prefect's reply). A few quick retries happen within the round; past them the job is handed back
+    uncounted, and the next round creates it. It is never rejected."""
+    from sojourn.services.dispatcher import QUICK_RETRIES
+    from sojourn.services.ledger import Created
+
+    mark = uuid.uuid4().hex
+    job, = tomorrow_jobs(1, mark)
+    await ledger.accept([job])
+    locked_answers = len(QUICK_RETRIES) + 2  # the whole first round (a try and its quick retries), and the first try of the second
+
+    class Locked(Dispatcher):
+        calls = 0
+
+        async def _create(self, flow, rows):
+            self.calls += 1
+            if self.calls <= locked_answers:
+                return [Created(r.id, error="(sqlite3.OperationalError) database is locked", transient=True) for r in rows]
+            return await super()._create(flow, rows)
+
+    d = Locked(ledger, prefect, lambda: deployments)
+    try:
+        assert await d.dispatch_once() == 1
+        row = await ledger.get(job.id)
+        assert d.calls == len(QUICK_RETRIES) + 1
+        assert row.flow_run_id is None and row.attempts == 0 and not row.rejected and row.claimed_until is None
+        assert await d.dispatch_once() == 1
+        row = await ledger.get(job.id)
+        assert row.flow_run_id and not row.rejected and row.attempts == 1 and d.calls == locked_answers + 1
+        assert len(await runs_marked(prefect, mark)) == 1
+    finally:
+        await cleanup(prefect, mark)
+
+
 async def test_with_prefect_unreachable_claims_are_handed_back_and_not_counted(ledger):
     job, = tomorrow_jobs(1, uuid.uuid4().hex)
     await ledger.accept([job])

@@ -73,9 +73,11 @@ def test_a_view_follows_its_jobs_events_in_place_until_it_ends():
     held = live.view(view.id)
     assert held is not None and held.status == "processing" and held.state == "Running"
 
-    # the end is read from Prefect (the result lives in the manifest)
+    # the end too (JobService then reads the manifest once, from the artifact store, not Prefect)
     hub._dispatch_item(_event(view.id, StateType.COMPLETED, T0 + timedelta(seconds=2)))
-    assert live.view(view.id) is None
+    ended = live.view(view.id)
+    assert ended is not None and ended.final and ended.status == "completed" and ended.progress is None
+    assert ended.completed_at == T0 + timedelta(seconds=2) and ended.duration_ms == 1000
 
 
 def test_a_read_that_raced_with_an_event_is_not_kept():

@@ -28,7 +28,7 @@ from sojourn.browser.egress import JobPolicy
 from sojourn.browser.pool import get_pool
 from sojourn.browser.session import JobSession
 from sojourn.errors import ErrorCode, JobError
-from sojourn.flows.browse import close_out, context_options
+from sojourn.flows.browse import as_spec, close_out, context_options
 from sojourn.job_identity import current_job_id
 from sojourn.progress import Progress
 from sojourn.settings import get_settings
@@ -97,9 +97,10 @@ async def agent_step(run: JobRun, state: AgentState, n: int, progress: Progress)
     return record
 
 
-@flow(name="agent", persist_result=False, log_prints=False)
-async def agent(spec: JobSpec) -> Any:
+@flow(name="agent", persist_result=False, log_prints=False, validate_parameters=False)
+async def agent(spec: JobSpec | dict[str, Any]) -> Any:
     """Reach the goal written in plain English; return the manifest (answer or final screenshot)."""
+    spec = as_spec(spec)
     job_id = current_job_id()
     store = ArtifactStore.from_settings()
     outcome = await cancellation.guarded(str(flow_run.get_id()), execute(job_id, spec, store))

@@ -24,6 +24,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
+from pydantic import ValidationError
 
 from sojourn import cancellation
 from sojourn.blocks.artifact_store import ArtifactStore, Manifest
@@ -34,7 +35,7 @@ from sojourn.errors import ErrorCode, JobError
 from sojourn.job_identity import current_job_id
 from sojourn.progress import Progress
 from sojourn.settings import get_settings
-from sojourn.spec import JobSpec
+from sojourn.spec import JobSpec, spec_errors
 from sojourn.tags import tag_values
 from sojourn.tasks.capture import capture
 from sojourn.tasks.job import JobRun
@@ -42,9 +43,10 @@ from sojourn.tasks.step import run_step, step_label
 from sojourn.ui import publish_to_ui
 
 
-@flow(name="browse", persist_result=False, log_prints=False)
-async def browse(spec: JobSpec) -> Any:
+@flow(name="browse", persist_result=False, log_prints=False, validate_parameters=False)
+async def browse(spec: JobSpec | dict[str, Any]) -> Any:
     """Visit the spec's pages, run its actions, store its captures; return the manifest."""
+    spec = as_spec(spec)
     job_id = current_job_id()
     store = ArtifactStore.from_settings()
     if spec.cache_ttl:
@@ -68,6 +70,18 @@ async def browse(spec: JobSpec) -> Any:
     if not isinstance(outcome, Manifest):
         return outcome  # Cancelled, or AwaitingRetry when the worker hands the job back
     return outcome.model_dump(mode="json")
+
+
+def as_spec(value: JobSpec | dict[str, Any]) -> JobSpec:
+    """The flow's own parameter check (Prefect's is off: it built a pydantic model per run).
+    A spec that does not validate fails the run with INVALID_INPUT naming the field."""
+    if isinstance(value, JobSpec):
+        return value
+    try:
+        return JobSpec.model_validate(value)
+    except ValidationError as exc:
+        first = spec_errors(exc)[0]
+        raise JobError(ErrorCode.INVALID_INPUT, f"Invalid field `{first['field']}`: {first['message']}") from None
 
 
 def _owner() -> str:

@@ -12,8 +12,10 @@ A job cancelled before dispatch gets its run created Cancelled (so the Prefect
 UI shows it too); one cancelled while its run was being created has that run
 cancelled at once. When Prefect cannot be reached, claims are handed back and
 the loop backs off; the jobs wait in the ledger, accepted, until it answers.
-A run Prefect refuses (not a transport error) is retried a few times and then
-the job fails with ``SCHEDULER_REJECTED``.
+A run Prefect refuses (its parameters, its work queue: see ``REFUSALS``) is
+retried a few times and then the job fails with ``SCHEDULER_REJECTED``; any
+other failure to create it is passing (SQLite's "database is locked" inside the
+bulk create is common under load) and it is tried again at once, uncounted.
 """
 
 from __future__ import annotations
@@ -42,6 +44,17 @@ log = logging.getLogger(__name__)
 BULK = 100  # Prefect's limit per bulk create
 LEASE = 30.0  # seconds a claim holds before another dispatcher may take the job
 REJECT_AFTER = 5  # refusals (not transport errors) before a job is failed
+QUICK_RETRIES = (0.005, 0.02, 0.05)  # pauses between quick retries of passing failures within one round
+
+
+# What Prefect's bulk create answers when it refuses a run for good (3.8.8, server/api/deployments.py);
+# anything else (a locked SQLite database, a lost connection inside the server) passes and is retried.
+REFUSALS = ("Parameter validation failed", "Parameter schema enforcement", "Invalid schema", "Cannot create flow run",
+            "job variables", "hydrat")
+
+
+def is_refusal(error: str) -> bool:
+    return any(marker.lower() in error.lower() for marker in REFUSALS)
 
 
 class Dispatcher:
@@ -56,6 +69,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self.created = 0  # flow runs this process created (for /metrics)
         self.failures = 0
+        self._passing_streak = 0  # rounds in a row with passing failures: the next waits longer
 
     def wake(self) -> None:
         self._wake.set()
@@ -92,7 +106,7 @@ class Dispatcher:
         for row in rows:
             by_flow[row.kind if row.kind in self.deployments() else "browse"].append(row)
         try:
-            results = await asyncio.gather(*(self._create(flow, batch) for flow, batch in by_flow.items()))
+            results = await asyncio.gather(*(self._create_retrying(flow, batch) for flow, batch in by_flow.items()))
         except Exception:
             await asyncio.to_thread(self.ledger.unclaim, self.name, [r.id for r in rows], 1.0)
             raise
@@ -104,9 +118,17 @@ class Dispatcher:
                 await self.client.set_flow_run_state(UUID(row.flow_run_id), Cancelled(message=CANCELLED_BEFORE_START), force=True)
         made = [o for o in outcomes if o.flow_run_id]
         self.created += len(made)
+        passing = [o for o in outcomes if o.transient]
         for o in outcomes:
-            if o.error:
+            if o.error and not o.transient:
                 log.warning("Prefect refused the run of job %s: %s", o.job_id, o.error)
+        if passing:
+            self.failures += 1
+            self._passing_streak += 1
+            log.info("Prefect could not create %d run(s) just now (%s); trying again", len(passing), (passing[0].error or "").splitlines()[0][:200])
+            await asyncio.sleep(min(0.01 * 4 ** (self._passing_streak - 1), 2.0))
+        else:
+            self._passing_streak = 0
         if self.on_dispatched is not None and made:
             ids = {o.job_id for o in made}
             result = self.on_dispatched([r for r in rows if r.id in ids])
@@ -114,15 +136,35 @@ class Dispatcher:
                 await result
         return len(rows)
 
+    async def _create_retrying(self, flow: str, rows: list[Job]) -> list[Created]:
+        """Create, and at once again for the runs that failed in passing, still under this round's claim.
+
+        On SQLite, Prefect's bulk create reads and then writes in a deferred transaction, so any write
+        committed in between (a worker's poll marks its queue polled) fails it with "database is locked";
+        a moment later it goes through."""
+        done: dict[str, Created] = {}
+        todo = rows
+        for pause in (0.0, *QUICK_RETRIES):
+            await asyncio.sleep(pause)
+            for out in await self._create(flow, todo):
+                done[out.job_id] = out
+            todo = [r for r in todo if done[r.id].transient]
+            if not todo:
+                break
+        return [done[r.id] for r in rows]
+
     async def _create(self, flow: str, rows: list[Job]) -> list[Created]:
         body = [self._run_request(row).model_dump(mode="json", exclude_unset=True) for row in rows]
         response = await self.client.request("POST", "/deployments/{id}/create_flow_run/bulk", path_params={"id": self.deployments()[flow]}, json=body)  # type: ignore[arg-type]
         results: list[dict[str, Any]] = response.json()["results"]
-        return [
-            Created(row.id, flow_run_id=str(r["flow_run_id"])) if r.get("status") == "CREATED" and r.get("flow_run_id")
-            else Created(row.id, error=str(r.get("error") or r))
-            for row, r in zip(rows, results)
-        ]
+        out = []
+        for row, r in zip(rows, results):
+            if r.get("status") == "CREATED" and r.get("flow_run_id"):
+                out.append(Created(row.id, flow_run_id=str(r["flow_run_id"])))
+            else:
+                error = str(r.get("error") or r)
+                out.append(Created(row.id, error=error, transient=not is_refusal(error)))
+        return out
 
     @staticmethod
     def _run_request(row: Job) -> DeploymentFlowRunCreate:

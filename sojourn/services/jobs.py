@@ -271,6 +271,10 @@ class JobService:
         live = self.live.view(job_id)
         if live is not None and self.owns(principal, live.owner):
             self.reads["memory"] += 1
+            if live.final:  # it ended (an event said so): read its manifest once, then keep it with the final ones
+                await self.complete(live)
+                self._remember_final(live)
+                self.live.forget(job_id)
             return live
         self.reads["prefect"] += 1
         token = self.live.token()
@@ -454,10 +458,13 @@ class JobService:
     # ------------------------------------------------------------------ wait
     async def wait(self, job_id: str, principal: Principal, timeout: float) -> JobView:
         """Until the job is final or ``timeout`` passes, driven by Prefect events."""
-        cached = self._final.get(job_id)
-        if cached is not None and self.owns(principal, cached.owner):
-            return cached
-        row = await self.row(job_id, principal)
+        known = self._final.get(job_id) or self.live.view(job_id)
+        if known is not None and self.owns(principal, known.owner):
+            if known.final:
+                return await self.get(job_id, principal)
+            row = Job(id=job_id, owner=known.owner, dialect=known.dialect, spec="{}")  # what waiting needs of it
+        else:
+            row = await self.row(job_id, principal)
         queue = self.hub.subscribe(job_id)
         try:
             await self._wait_final(row, queue, timeout)
@@ -466,6 +473,9 @@ class JobService:
         return await self.get(job_id, principal)
 
     async def _is_final(self, row: Job) -> bool:
+        live = self.live.view(row.id)
+        if live is not None:  # kept current by the event stream: no need to ask
+            return live.final
         fresh = await self.ledger.get(row.id) or row
         if fresh.cancel_requested_at is not None or fresh.rejected:
             return True

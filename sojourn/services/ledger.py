@@ -26,11 +26,13 @@ from sojourn.store.jobs import Job
 
 @dataclass(frozen=True)
 class Created:
-    """What one dispatch attempt learnt about one job."""
+    """What one dispatch attempt learnt about one job: its run, or Prefect's refusal, or a passing failure
+    (``transient``: e.g. SQLite's "database is locked" inside the bulk create), which is tried again at once."""
 
     job_id: str
     flow_run_id: str | None = None
     error: str | None = None
+    transient: bool = False
 
 
 class Ledger:
@@ -201,8 +203,12 @@ class Ledger:
                         continue
                     row.last_error = (out.error or "unknown error")[:1000]
                     row.claimed_by = None
-                    row.claimed_until = now + timedelta(seconds=retry_in * min(2 ** max(row.attempts - 1, 0), 30))
-                    row.rejected = row.attempts >= reject_after
+                    if out.transient:  # not the job's fault: not counted, free to be tried again now
+                        row.attempts -= 1
+                        row.claimed_until = None
+                    else:
+                        row.claimed_until = now + timedelta(seconds=retry_in * min(2 ** max(row.attempts - 1, 0), 30))
+                        row.rejected = row.attempts >= reject_after
                     db.add(row)
             db.commit()
             if not raced:

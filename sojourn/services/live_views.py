@@ -7,8 +7,9 @@ API already follows Prefect's event stream (:class:`EventHub`), which reports
 every state change and progress update of every job. So a view read once is
 kept, and:
 
-- a state-change event moves it to the new state in place (a final state
-  drops it instead: the next read asks Prefect and the store for the result);
+- a state-change event moves it to the new state in place; after a final
+  state the next read completes it with the job's manifest from the artifact
+  store (no Prefect read) and it joins the final jobs JobService keeps;
 - a progress event updates its progress in place;
 - it is trusted only while the stream is connected and only if it was read
   since the current connection began (events missed while disconnected cannot
@@ -91,7 +92,7 @@ class LiveViews:
 
     def drop(self, job_id: str, owner: str | None = None) -> None:
         """This process changed the job (cancel, release): forget what it knew."""
-        self._forget(job_id)
+        self.forget(job_id)
         self._touch_scopes(owner)
 
     def drop_lists(self, owner: str) -> None:
@@ -125,12 +126,12 @@ class LiveViews:
             if entry is not None and entry.value.state_type in (StateType.RUNNING, StateType.CANCELLING):
                 entry.value.progress = dict(item.get("payload") or {})
             else:  # held as not yet running: its state event is on its way; read it afresh
-                self._forget(job_id)
+                self.forget(job_id)
             return
         if not name.startswith("prefect.flow-run."):
             return
         if not self._advance(job_id, item):
-            self._forget(job_id)
+            self.forget(job_id)
         owners = tag_values(item.get("tags") or [], "owner")
         if owners:
             for owner in owners:
@@ -150,11 +151,15 @@ class LiveViews:
         if entry is None or not entry.value.advance(state_type, resource.get("prefect.state-name") or state_type.value.title(),
                                                      resource.get("prefect.state-message") or None, item["occurred"]):
             return False
+        rid = resource.get("prefect.resource.id") or ""
+        if entry.value.flow_run_id is None and rid.startswith("prefect.flow-run."):
+            entry.value.flow_run_id = rid[len("prefect.flow-run.") :]  # dispatched since it was read
         self._seq += 1
         self._note_job(job_id)  # a read that began before this event must not overwrite it
         return True
 
-    def _forget(self, job_id: str) -> None:
+    def forget(self, job_id: str) -> None:
+        """Drop what is known of this job's view (its lists are not affected)."""
         self._seq += 1
         self._note_job(job_id)
         self._views.pop(job_id, None)

@@ -129,12 +129,14 @@ class JobView:
         return self.flow_run_id is not None
 
     def advance(self, state_type: StateType, name: str, message: str | None, at: datetime) -> bool:
-        """Take a state change reported by an event (not final ones: those need the manifest).
+        """Take a state change reported by an event, in place.
 
         An event older than what the view shows (events can arrive out of order)
-        changes nothing. False for a change this view cannot show by itself.
+        changes nothing. A final state makes the view final but not complete:
+        its manifest is read once, by whoever reads the job next
+        (:meth:`JobService.get`). False if the view is final already.
         """
-        if self.final or state_type in FINAL:
+        if self.final:
             return False
         if self.state_at is not None and at < self.state_at:
             return True  # it already shows something newer
@@ -142,7 +144,11 @@ class JobView:
         self.status = STATUS.get(state_type, "submitted")
         if state_type == StateType.RUNNING and self.started_at is None:
             self.started_at = at
-        if state_type not in (StateType.RUNNING, StateType.CANCELLING):
+        if state_type in FINAL:
+            self.ended_at = at
+            self.error = run_error(state_type, message) if state_type != StateType.COMPLETED else None
+            self.progress = None
+        elif state_type not in (StateType.RUNNING, StateType.CANCELLING):
             self.progress = None
         return True
 

@@ -28,10 +28,12 @@ import os
 import random
 import socket
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.context import AsyncClientContext
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
 from prefect.flow_engine import run_flow
@@ -108,6 +110,13 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         self._wake = asyncio.Event()
         self._flows: dict[str, Any] = {}
         self._accepting = True
+
+    async def _worker_metadata(self) -> Any:
+        """Prefect's worker channel sends this in every handshake, and computing it parses the metadata of every
+        installed distribution (a sizeable share of an idle worker's CPU): compute it once."""
+        if not hasattr(self, "_metadata_once"):
+            self._metadata_once = await super()._worker_metadata()
+        return self._metadata_once
 
     # ------------------------------------------------------------------ submitting a flow run
     async def _submit_run(self, flow_run: FlowRun) -> None:
@@ -302,7 +311,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                 log.warning("poll failed: %s", exc)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.worker_poll_seconds)
-                await asyncio.sleep(0.05)  # a burst of submissions: one poll, not one per event
+                await asyncio.sleep(0.01)  # events of one burst arrive together: one poll, not one per event
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
@@ -310,10 +319,17 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
     # ------------------------------------------------------------------ lifecycle
     async def serve(self, *, stop: asyncio.Event | None = None, printer: Any = print) -> None:
         """Run until ``stop`` is set (or cancelled), then shut down gracefully."""
+
+        stop = stop or asyncio.Event()
+        with prefect_run_context():
+            async with AsyncClientContext():
+                await self._serve(stop, printer)
+        printer(f"Worker {self.name!r} stopped")
+
+    async def _serve(self, stop: asyncio.Event, printer: Any) -> None:
         from sojourn.browser.pool import get_pool
         from sojourn.worker.reaper import reap_forever
 
-        stop = stop or asyncio.Event()
         async with self:
             for _ in range(100):  # the pool must be known before events can be filtered by it
                 if self._work_pool is not None:
@@ -339,7 +355,6 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                     t.cancel()
                 await asyncio.gather(*loops, return_exceptions=True)
                 await get_pool().close()
-        printer(f"Worker {self.name!r} stopped")
 
     async def _heartbeat_loop(self) -> None:
         """Heartbeats (and pool sync) for as long as the worker lives, whatever Prefect does.
@@ -402,6 +417,42 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                     fid, AwaitingRetry(message="Worker shut down; handed back to the pool.", scheduled_time=datetime.now(timezone.utc)), force=True
                 )
             log.info("handed flow run %s back to the pool", fid)
+
+
+@contextmanager
+def prefect_run_context() -> Iterator[None]:
+    """What every flow run of this worker shares, instead of setting it up per run:
+
+    * one synchronous Prefect client (the engine asks for one per run, e.g. for the server's
+      default result storage; a new client builds a new TLS context each time, even for http);
+    * no flow-run heartbeat thread and event per run: nothing consumes them on a self-hosted
+      server, and the worker's own heartbeats and the crash reaper already cover lost runs;
+    * no suspension watch per run (:func:`without_suspension_observer`).
+
+    The asynchronous client is shared the same way (``AsyncClientContext`` in :meth:`SojournWorker.serve`).
+    """
+    from prefect.context import SyncClientContext
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    without_suspension_observer()
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), SyncClientContext():
+        yield
+
+
+def without_suspension_observer() -> None:
+    """Prefect 3.8's engine watches every deployment run for a suspension request: per run it starts a
+    thread with an event loop, a client and an events subscription, blocks the calling event loop until
+    that subscription is up, and again (up to 0.2 s) joining the thread when the run ends. In a worker
+    that runs many flows in one event loop, those waits stall every other job's browser work. Sojourn's
+    flows never suspend (nothing calls ``suspend_flow_run``), so this worker runs them without the watch.
+    (A suspension request would still be noticed at the next state change: the server answers it.)"""
+    import prefect.flow_engine
+
+    @contextmanager
+    def no_watch(_flow_run_id: Any, _request: Any, polling_interval: float = 10) -> Iterator[None]:
+        yield
+
+    prefect.flow_engine.observe_flow_run_suspension = no_watch  # type: ignore[assignment]
 
 
 def run_worker(settings: Settings | None = None, *, name: str | None = None, limit: int | None = None) -> None:

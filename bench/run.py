@@ -449,7 +449,7 @@ def main() -> None:
 
 def report(r: dict) -> None:
     rows = []
-    targets = {"heavy": 0.75, "trivial": 0.5}
+    targets = {"heavy": 0.95, "trivial": 0.5}
     for name in ("trivial", "heavy"):
         part = r.get(name, {})
         raw = part.get("a_raw", {}).get("jobs_per_s")
@@ -467,8 +467,8 @@ def report(r: dict) -> None:
         if cpu:
             total = sum(cpu.values())
             raw_cpu = part.get("a_cpu_seconds_per_job")
-            rows.append((f"{name}: CPU s per job (b)", ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()) + f"; all {total:.2f}",
-                         f"{total / raw_cpu:.2f}" if raw_cpu else "", "<= 1.5 s"))
+            rows.append((f"{name}: CPU s per job (b)", ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()) + f"; all {total:.2f} ",
+                         f"{total / raw_cpu:.2f}" if raw_cpu else "", "<= 1.5 s" if name == "trivial" else ""))
             if raw_cpu:
                 rows.append((f"{name}: CPU s per job (a)", f"{raw_cpu:.2f} (this process, its driver and Chromium)", "1.00", ""))
             if part.get("b_worker_cpu_seconds_per_job"):
@@ -477,7 +477,7 @@ def report(r: dict) -> None:
         d = r["d_latency"]
         raw = d["raw_single"]["latency_p50"]
         rows.append(("(d) one job, raw Playwright p50", f"{raw * 1000:.0f} ms", "1.00", ""))
-        rows.append(("(d) one job, Sojourn p50 / p95", f"{d['sojourn']['p50'] * 1000:.0f} / {d['sojourn']['p95'] * 1000:.0f} ms", f"{d['sojourn']['p50'] / raw:.2f}", "<= 2.0"))
+        rows.append(("(d) one job, Sojourn p50 / p95", f"{d['sojourn']['p50'] * 1000:.0f} / {d['sojourn']['p95'] * 1000:.0f} ms", f"{d['sojourn']['p50'] / raw:.2f}", "<= 1.5"))
     if "e_submit" in r:
         e = r["e_submit"]
         rows.append((f"(e) submit x{e['n']} (c={e['concurrency']}) p50 / p99", f"{e['p50_ms']:.0f} / {e['p99_ms']:.0f} ms (max {e['max_ms']:.0f})", "", "p99 <= 50 ms"))

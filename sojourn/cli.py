@@ -23,6 +23,14 @@ def _settings():
     return get_settings()
 
 
+def _log_sojourn() -> None:
+    """Sojourn's own log lines (cancellations, dispatch, the reaper) at SOJOURN_LOG_LEVEL (INFO by default),
+    through the handlers Prefect sets up, so they read like the rest of the process's log."""
+    import logging
+
+    logging.getLogger("sojourn").setLevel(os.environ.get("SOJOURN_LOG_LEVEL", "INFO").upper())
+
+
 def _prefect_env(settings, api_url: str | None = None) -> dict[str, str]:
     env = os.environ.copy()
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -135,6 +143,7 @@ def worker(
     """Run a sojourn worker: polls the work pool, runs jobs in-process with a warm browser."""
     from sojourn.worker.inprocess import run_worker
 
+    _log_sojourn()
     run_worker(_settings(), name=name, limit=limit)
 
 
@@ -146,6 +155,7 @@ def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
     from sojourn.api.app import create_app
 
     settings = _settings()
+    _log_sojourn()
     # Idle keep-alive connections stay open 75 s (uvicorn's default is 5 s): a client reusing one just as
     # the server closed it got a connection error (seen once in 3,500 requests in bench part g).
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="warning", access_log=False,

@@ -132,6 +132,21 @@ async def pool():
     await p.close()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server mode speaks the S3 wire protocol (what s3fs's own tests use)."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
 @pytest.fixture()
 def store():
     from sojourn.blocks.artifact_store import ArtifactStore

@@ -14,20 +14,6 @@ from tests.helpers import png_image, run_job
 pytestmark = pytest.mark.usefixtures("pool")
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    """moto's S3 server mode speaks the S3 wire protocol (what s3fs's own tests use)."""
-    from moto.server import ThreadedMotoServer
-
-    from tests.conftest import _free_port
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture()
 def s3_settings(s3_server, monkeypatch):
     import boto3

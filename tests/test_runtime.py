@@ -122,17 +122,27 @@ def test_a_job_scheduled_for_later_waits_then_runs(stack, site):
 
 
 @pytest.mark.slow
-def test_killing_the_worker_mid_job_never_leaves_it_processing(stack, site):
+def test_a_job_whose_worker_dies_runs_again_once_then_ends_worker_lost(stack, site):
+    """A dead worker is not the job's fault: the job runs again on the next worker (SOJOURN_WORKER_LOST_RERUNS,
+    1 by default). If that worker dies under it too, it ends WORKER_LOST; it is never left processing."""
+    tag = uuid.uuid4().hex
+    visits = lambda: [h for h in site.state.requests_to("/never") if h.query.get("t") == [tag]]  # noqa: E731
     with stack.client() as http:
-        job_id = submit(http, [{"url": site.url("/never?s=60"), "timeout": 120}])
-        wait_for(http, job_id, statuses=("processing",), timeout=30)
-        try:
-            stack.kill_worker()
-        finally:
-            stack.start_worker()
+        job_id = submit(http, [{"url": site.url(f"/never?s=60&t={tag}"), "timeout": 120}])
+        for attempt in (1, 2):
+            wait_for(http, job_id, statuses=("processing",), timeout=60)
+            deadline = time.monotonic() + 30
+            while len(visits()) < attempt and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(visits()) == attempt
+            try:
+                stack.kill_worker()
+            finally:
+                stack.start_worker()
         job = wait_for(http, job_id, statuses=("failed", "completed", "cancelled"), timeout=60)
         assert job["status"] == "failed"
         assert job["error"]["code"] == "WORKER_LOST"
+        assert len(visits()) == 2
         # the new worker serves jobs
         assert wait_for(http, submit(http, [{"url": site.url("/")}]))["status"] == "completed"
 

@@ -88,6 +88,12 @@ async def ensure_deployments(client: PrefectClient, settings: Settings, *, pool:
     return out
 
 
+def deployment_suffix(settings: Settings) -> str:
+    """Deployments are named per pool, so two Sojourn installations (two pools) can share one Prefect server:
+    ``browse/browse`` for the default pool, ``browse/browse-<pool>`` for any other."""
+    return "" if settings.work_pool == "browsers" else f"-{settings.work_pool}"
+
+
 async def bootstrap(settings: Settings | None = None) -> Bootstrapped:
     """Pool, queues, block types and deployments; safe to run any number of times."""
     from sojourn.blocks.artifact_store import ArtifactStore
@@ -95,7 +101,7 @@ async def bootstrap(settings: Settings | None = None) -> Bootstrapped:
     settings = settings or get_settings()
     async with get_client() as client:
         await ensure_pool(client, settings)
-        deployments = await ensure_deployments(client, settings)
+        deployments = await ensure_deployments(client, settings, suffix=deployment_suffix(settings))
     try:
         await ArtifactStore.aregister_type_and_schema()
     except Exception as exc:  # the UI's block catalogue is a nicety

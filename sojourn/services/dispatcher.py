@@ -42,7 +42,6 @@ from sojourn.store.jobs import Job
 log = logging.getLogger(__name__)
 
 BULK = 100  # Prefect's limit per bulk create
-LEASE = 30.0  # seconds a claim holds before another dispatcher may take the job
 REJECT_AFTER = 5  # refusals (not transport errors) before a job is failed
 QUICK_RETRIES = (0.005, 0.02, 0.05)  # pauses between quick retries of passing failures within one round
 
@@ -59,12 +58,14 @@ def is_refusal(error: str) -> bool:
 
 class Dispatcher:
     def __init__(self, ledger: Ledger, client: PrefectClient, deployments: Callable[[], dict[str, UUID]],
-                 *, on_dispatched: Callable[[list[Job]], Awaitable[None] | None] | None = None, poll: float = 1.0) -> None:
+                 *, on_dispatched: Callable[[list[Job]], Awaitable[None] | None] | None = None, poll: float = 1.0,
+                 lease: float = 30.0) -> None:
         self.ledger = ledger
         self.client = client
         self.deployments = deployments
         self.on_dispatched = on_dispatched
         self.poll = poll
+        self.lease = lease  # seconds a claim holds before another dispatcher may take the job
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._wake = asyncio.Event()
         self.created = 0  # flow runs this process created (for /metrics)
@@ -99,7 +100,7 @@ class Dispatcher:
 
     async def dispatch_once(self) -> int:
         """One round: claim, create, record. Returns how many jobs it handled."""
-        rows = await asyncio.to_thread(self.ledger.claim, self.name, BULK, LEASE)
+        rows = await asyncio.to_thread(self.ledger.claim, self.name, BULK, self.lease)
         if not rows:
             return 0
         by_flow: dict[str, list[Job]] = defaultdict(list)

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.context import AsyncClientContext
 from prefect.events.clients import get_events_subscriber
@@ -106,6 +107,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         super().__init__(*args, **kwargs)
         self._running: dict[uuid.UUID, asyncio.Task[Any]] = {}
         self._cancel_requested: set[uuid.UUID] = set()
+        self._cancelling: set[uuid.UUID] = set()
         self._handed_back: set[uuid.UUID] = set()
         self._wake = asyncio.Event()
         self._flows: dict[str, Any] = {}
@@ -235,8 +237,10 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
     # ------------------------------------------------------------------ cancellation of started runs
     async def cancel_running(self, flow_run_id: uuid.UUID) -> None:
         task = self._running.get(flow_run_id)
-        if task is None or task.done():
-            return
+        if task is None or task.done() or flow_run_id in self._cancelling:
+            return  # not ours, over, or being cancelled already (the event and the poll may both report it)
+        self._cancelling.add(flow_run_id)
+        task.add_done_callback(lambda _t: self._cancelling.discard(flow_run_id))
         log.info("cancelling flow run %s", flow_run_id)
         if cancellation.request(str(flow_run_id), "cancel"):
             return  # the flow ends itself Cancelled
@@ -245,39 +249,47 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         task.cancel()
 
     async def _watch_cancellations(self) -> None:
-        """Cancel runs of this worker that are set to Cancelling (by event; polling as fallback).
+        """Cancel runs of this worker that are set to Cancelling: as their event arrives, and by a poll of
+        this worker's own runs every few seconds as the net for events missed while disconnected.
 
-        Prefect's observer falls back to polling when its event stream breaks,
-        and its polling gives up for good after a few failures in a row: after a
-        Prefect outage of more than a few seconds, cancellations were never seen
-        again. So the observer is started afresh whenever it reports that.
+        Prefect's ``FlowRunCancellingObserver`` was used before. It stops for good, and silently, when the
+        server closes its event stream cleanly (a restarted Prefect server does): no event, no poll, no
+        failure reported. Cancellations after a Prefect restart were then never seen (test_faults).
         """
-        from prefect._internal.observers import FlowRunCancellingObserver
+        await asyncio.gather(self._cancellations_by_event(), self._cancellations_by_poll())
 
-        pool = self.work_pool
+    async def _cancellations_by_event(self) -> None:
+        event_filter = EventFilter(
+            event=EventNameFilter(name=["prefect.flow-run.Cancelling"]),
+            any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{self.work_pool.id}"]),
+        )
         while True:
-            failed = asyncio.Event()
-            observer = FlowRunCancellingObserver(
-                on_cancelling=lambda fid: asyncio.ensure_future(self.cancel_running(fid)),
-                polling_interval=2,
-                event_filter=EventFilter(
-                    event=EventNameFilter(name=["prefect.flow-run.Cancelling"]),
-                    any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{pool.id}"]),
-                ),
-                on_failure=lambda _ids: failed.set(),
-            )
             try:
-                async with observer:
-                    while not failed.is_set():
-                        for fid in list(self._running):
-                            observer.add_in_flight_flow_run_id(fid)
-                        await asyncio.sleep(0.2)
+                async with get_events_subscriber(filter=event_filter, reconnect_on_clean_close=True) as events:
+                    async for event in events:
+                        rid = event.resource.id
+                        if rid.startswith("prefect.flow-run."):
+                            asyncio.ensure_future(self.cancel_running(uuid.UUID(rid[len("prefect.flow-run."):])))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                log.debug("cancellation watch failed: %r", exc)
-            log.warning("cancellation watch lost (Prefect unreachable?); starting it again")
+            except Exception as exc:  # the poll keeps working meanwhile
+                log.warning("cancellation events lost (%s); subscribing again", exc)
             await asyncio.sleep(2)
+
+    async def _cancellations_by_poll(self, every: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            mine = [fid for fid, task in self._running.items() if not task.done()]
+            if not mine:
+                continue
+            try:
+                runs = await self.client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=mine), state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CANCELLING]))))
+            except Exception as exc:
+                log.debug("cancellation poll failed: %r", exc)
+                continue
+            for run in runs:
+                await self.cancel_running(run.id)
 
     # ------------------------------------------------------------------ fast pickup
     async def _listen_for_scheduled(self) -> None:

@@ -3,8 +3,9 @@
 A flow run's ``infrastructure_pid`` is the name of the sojourn worker running
 it (every worker process has its own name). When that worker has not sent a
 heartbeat for ``crash_after_seconds``, the run is over as far as anyone can
-tell: it is rescheduled while the job's retries last (its retry policy
-applies) and marked Crashed after that. Every worker and the API run this
+tell: it is rescheduled while the job's retries last, plus
+``worker_lost_reruns`` (a dead worker is not the job's fault, as a crashed
+browser is not), and marked Crashed (WORKER_LOST) after that. Every worker and the API run this
 sweep, so one live process is enough to clean up after a dead one.
 
 A worker cannot send heartbeats while Prefect is unreachable, so silence only
@@ -61,7 +62,7 @@ async def reap_once(client: PrefectClient, settings: Settings, pool: str, reacha
         since = run.state.timestamp if run.state and run.state.timestamp else now
         if since > horizon:
             continue  # too recent to judge (the worker may just be setting it up)
-        retries = _job_retries(run.parameters)
+        retries = _job_retries(run.parameters) + settings.worker_lost_reruns
         message = f"Worker {owner or '(none)'} stopped responding while running this job."
         if run.run_count <= retries:
             state = AwaitingRetry(message=message + " Retrying.", scheduled_time=now)

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=4, ge=1, description="jobs running at once across the pool")
     worker_limit: int | None = Field(default=None, ge=1, description="jobs one worker runs at once (default: max_concurrency)")
     worker_heartbeat_seconds: int = Field(default=5, ge=1)
+    worker_nice: int = Field(default=10, ge=0, le=19, description="CPU niceness the worker (and its browsers) runs at: on a machine it shares with the API, answering requests comes before browser work")
     worker_poll_seconds: float = Field(default=5.0, gt=0, description="fallback poll when no event arrives")
     worker_shutdown_grace: float = Field(default=30.0, ge=0, description="seconds in-flight jobs get to finish on shutdown")
     crash_after_seconds: float = Field(default=20.0, gt=0, description="a job whose worker sent no heartbeat for this long is run again or crashed")

@@ -8,6 +8,7 @@ from typing import AsyncIterator
 
 import httpx
 from fastapi import FastAPI, Request, Response
+from prometheus_client import CollectorRegistry
 from prefect.client.orchestration import get_client
 
 from sojourn.api import errors
@@ -23,6 +24,7 @@ from sojourn.services.jobs import JobService
 from sojourn.services.metrics import Metrics
 from sojourn.services.outcomes import Outcomes
 from sojourn.api.ratelimit import RateLimiter, RateLimitMiddleware
+from sojourn.api.timing import RequestTiming
 from sojourn.services.stats import Stats
 from sojourn.services.webhooks import WebhookService
 from sojourn.blocks.artifact_store import ArtifactStore
@@ -47,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             svc = JobService(settings, client, hub, ArtifactStore.from_settings(settings), dispatch_client=dispatch_client)
             await svc.start()
             stats = Stats(client, settings.work_pool, svc.ledger)
-            metrics = Metrics(stats, stale_after=max(3 * settings.worker_heartbeat_seconds, 15), reads=svc.reads, waiting=svc.waiting.get)
+            metrics = Metrics(stats, stale_after=max(3 * settings.worker_heartbeat_seconds, 15), reads=svc.reads, waiting=svc.waiting.get,
+                              registry=app.state.registry)
             webhooks = WebhookService(settings)
             batches = BatchService(svc)
             outcomes = Outcomes(svc, webhooks, batches, metrics, render_job)
@@ -84,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/tourist", create_tourist_app(app, settings))
     app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings), auth=app.state.auth)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.registry = CollectorRegistry()  # the API's metrics (Metrics adds its own to it)
+    app.add_middleware(RequestTiming, registry=app.state.registry)
 
     @app.get("/health", tags=["system"], summary="Liveness")
     async def health() -> dict[str, str]:

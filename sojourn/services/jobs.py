@@ -330,23 +330,34 @@ class JobService:
         return await self._assemble([rows[i] for r in runs if (i := job_id_of(r)) in rows], {str(r.id): r for r in by_job.values()})
 
     async def read_many(self, rows: list[Job]) -> list[JobView]:
-        """Views of many jobs (a batch, a group): one Prefect read per 200 runs, not one per job."""
-        wanted = [UUID(r.flow_run_id) for r in rows if r.flow_run_id and r.cancel_requested_at is None and r.id not in self._final]
+        """Views of many jobs (a page of a list, a batch): from memory where the event stream keeps them, and
+        one Prefect read per 200 of the others, not one per job."""
+        known = {r.id: v for r in rows if (v := self._final.get(r.id) or self.live.view(r.id)) is not None}
+        wanted = [UUID(r.flow_run_id) for r in rows if r.flow_run_id and r.cancel_requested_at is None and r.id not in known]
+        token = self.live.token()
         runs: dict[str, FlowRun] = {}
         for i in range(0, len(wanted), PAGE):
             page = await self.client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=wanted[i : i + PAGE])), limit=PAGE)
             runs.update({str(r.id): r for r in page})
-        return await self._assemble(rows, runs)
+        return await self._assemble(rows, runs, known, token)
 
-    async def _assemble(self, rows: list[Job], runs: dict[str, FlowRun]) -> list[JobView]:
+    async def _assemble(self, rows: list[Job], runs: dict[str, FlowRun], known: dict[str, JobView] | None = None,
+                        token: tuple[int, int] | None = None) -> list[JobView]:
         out = []
         for row in rows:
-            cached = self._final.get(row.id)
-            if cached is None:
-                cached = await self.complete(JobView.of(row, runs.get(row.flow_run_id or "")), with_progress=False)
-                if cached.final:
-                    self._remember_final(cached)
-            out.append(cached)
+            view = self._final.get(row.id)
+            if view is not None:
+                out.append(view)
+                continue
+            view = (known or {}).get(row.id)
+            if view is None or view.final:  # not known, or it just ended (an event said so): read what it shows
+                view = await self.complete(view or JobView.of(row, runs.get(row.flow_run_id or "")), with_progress=False)
+                if view.final:
+                    self._remember_final(view)
+                    self.live.forget(row.id)
+                elif token is not None:
+                    self.live.put_view(view, token)  # the next read of it comes from memory
+            out.append(view)
         return out
 
     async def list(
@@ -368,9 +379,18 @@ class JobService:
         if hit is not None:
             self.reads["memory"] += 1
             return hit  # type: ignore[no-any-return]
+        newest_first = sort in DESCENDING
+        if not status and sort in (FlowRunSort.EXPECTED_START_TIME_DESC, FlowRunSort.EXPECTED_START_TIME_ASC):
+            # In acceptance order: a page of the ledger, its jobs' states from memory where known.
+            self.reads["memory"] += 1
+            token = self.live.token()
+            rows, total = await self.ledger.page(owner=principal.owner_filter, priority=priority, created_from=created_from,
+                                                 created_to=created_to, newest_first=newest_first, limit=limit, offset=offset)
+            result = (await self.read_many(rows), total)
+            self.live.put_listing(scope, query, result, token)
+            return result
         self.reads["prefect"] += 1
         token = self.live.token()
-        newest_first = sort in DESCENDING
         # Jobs not yet dispatched are the newest (the dispatcher takes them in order): first when newest
         # first, last otherwise.
         _, waiting = await self.ledger.undispatched(
@@ -473,16 +493,12 @@ class JobService:
         return await self.get(job_id, principal)
 
     async def _is_final(self, row: Job) -> bool:
-        live = self.live.view(row.id)
-        if live is not None:  # kept current by the event stream: no need to ask
-            return live.final
-        fresh = await self.ledger.get(row.id) or row
-        if fresh.cancel_requested_at is not None or fresh.rejected:
-            return True
-        if fresh.flow_run_id is None:
-            return False
-        run = await self.client.read_flow_run(UUID(fresh.flow_run_id))
-        return run.state_type in FINAL
+        known = self._final.get(row.id) or self.live.view(row.id)
+        if known is not None:  # kept current by the event stream: no need to ask
+            return known.final
+        # Read it once and keep it: the waiter's next checks, and the reads after, come from memory.
+        (view,) = await self.read_many([await self.ledger.get(row.id) or row])
+        return view.final
 
     async def _wait_final(self, row: Job, queue: asyncio.Queue[dict[str, Any]], timeout: float) -> None:
         deadline = time.monotonic() + timeout

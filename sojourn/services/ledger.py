@@ -86,16 +86,23 @@ class Ledger:
         """Jobs accepted whose flow run does not exist yet (and never will, for rejected ones)."""
         return q.where(col(Job.flow_run_id).is_(None))
 
+    async def page(
+        self, *, owner: str | None, priority: str | None, created_from: datetime | None, created_to: datetime | None,
+        newest_first: bool, limit: int, offset: int,
+    ) -> tuple[list[Job], int]:
+        """A page of all jobs (of ``owner``; everyone's for None) in acceptance order, and how many there are."""
+        return await asyncio.to_thread(self._page, False, owner, None, priority, created_from, created_to, newest_first, limit, offset)
+
     async def undispatched(
         self, *, owner: str | None, statuses: list[str] | None, priority: str | None,
         created_from: datetime | None, created_to: datetime | None, newest_first: bool, limit: int, offset: int,
     ) -> tuple[list[Job], int]:
         """A page of the jobs that have no flow run yet, and how many there are."""
-        return await asyncio.to_thread(self._undispatched, owner, statuses, priority, created_from, created_to, newest_first, limit, offset)
+        return await asyncio.to_thread(self._page, True, owner, statuses, priority, created_from, created_to, newest_first, limit, offset)
 
-    def _undispatched(self, owner: str | None, statuses: list[str] | None, priority: str | None, created_from: datetime | None,
-                      created_to: datetime | None, newest_first: bool, limit: int, offset: int) -> tuple[list[Job], int]:
-        q = self._waiting(select(Job))
+    def _page(self, waiting_only: bool, owner: str | None, statuses: list[str] | None, priority: str | None, created_from: datetime | None,
+              created_to: datetime | None, newest_first: bool, limit: int, offset: int) -> tuple[list[Job], int]:
+        q = self._waiting(select(Job)) if waiting_only else select(Job)
         if owner is not None:
             q = q.where(Job.owner == owner)
         if priority:

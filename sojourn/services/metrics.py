@@ -41,11 +41,11 @@ class _Reads:
 
 class Metrics:
     def __init__(self, stats: Stats, stale_after: float = 30.0, reads: Mapping[str, int] | None = None,
-                 waiting: Callable[[], Awaitable[dict[str, int]]] | None = None) -> None:
+                 waiting: Callable[[], Awaitable[dict[str, int]]] | None = None, registry: CollectorRegistry | None = None) -> None:
         self.stats = stats
         self.waiting = waiting
         self.stale_after = stale_after
-        self.registry = CollectorRegistry()
+        self.registry = registry or CollectorRegistry()
         r = self.registry
         self.jobs = Gauge("sojourn_jobs", "Jobs by status (all time, from Prefect)", ["status"], registry=r)
         self.queue = Gauge("sojourn_queue_depth", "Jobs due and waiting to start, by priority queue", ["priority"], registry=r)

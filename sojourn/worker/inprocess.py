@@ -479,6 +479,10 @@ def run_worker(settings: Settings | None = None, *, name: str | None = None, lim
     import threading
 
     settings = settings or get_settings()
+    if settings.worker_nice:
+        # Browser work is batch work: where the API shares the machine, requests get the CPU first.
+        # Chromium and Playwright's driver, started from here, inherit it.
+        os.nice(settings.worker_nice)
     kwargs: dict[str, Any] = {"settings": settings}
     if name:
         kwargs["name"] = name

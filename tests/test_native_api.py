@@ -288,20 +288,35 @@ def test_system_status_and_analytics(stack, site):
         assert http.get("/api/v1/analytics/jobs", params={"from": "yesterday"}).status_code == 422
 
 
-def test_metrics_export_jobs_durations_and_browser_pool(stack, site):
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + ("{" if labels else " ")) and (not labels or all(f'{k}="{v}"' in line for k, v in labels.items())):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_export_jobs_durations_requests_and_browser_pool(stack, site):
+    before = httpx.get(f"{stack.base}/metrics").text
     with stack.client() as http:
-        wait_for(http, submit(http, quick(site)))
+        ok, bad = submit(http, quick(site)), submit(http, failing(site))
+        assert wait_for(http, ok)["status"] == "completed" and wait_for(http, bad)["status"] == "failed"
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # the API counts a job when its final event arrives
             text = httpx.get(f"{stack.base}/metrics").text
-            if "sojourn_browser_contexts_open{" in text and "sojourn_job_duration_seconds_count" in text:
+            if (metric(text, "sojourn_jobs_finished_total", status="failed") > metric(before, "sojourn_jobs_finished_total", status="failed")
+                    and "sojourn_browser_contexts_open{" in text):
                 break
-            time.sleep(1)
-        assert 'sojourn_jobs{status="completed"}' in text
-        assert 'sojourn_job_duration_seconds_bucket{le="1.0",status="completed"}' in text
-        assert 'sojourn_queue_depth{priority="high"}' in text
-        assert "sojourn_browser_contexts_open{worker=" in text, text[-2000:]
-        assert "sojourn_worker_slots{worker=" in text
+            time.sleep(0.5)
+    grew = lambda name, **labels: metric(text, name, **labels) - metric(before, name, **labels)  # noqa: E731
+    assert grew("sojourn_jobs_finished_total", status="completed") >= 1 and grew("sojourn_jobs_finished_total", status="failed") >= 1
+    assert grew("sojourn_job_duration_seconds_count", status="completed") >= 1
+    # the API's own answer times: exactly this test's two submissions
+    assert grew("sojourn_api_request_seconds_count", method="POST", route="/api/v1/jobs", status="202") == 2
+    assert metric(text, "sojourn_api_request_seconds_bucket", method="POST", route="/api/v1/jobs", status="202", le="60.0") >= 2
+    assert 'sojourn_jobs{status="completed"}' in text and 'sojourn_queue_depth{priority="high"}' in text
+    assert "sojourn_browser_contexts_open{worker=" in text, text[-2000:]
+    assert "sojourn_worker_slots{worker=" in text
 
 
 # ------------------------------------------------------------------ templates

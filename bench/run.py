@@ -319,7 +319,12 @@ async def worker_rss(base: str, url: str, total: int, worker_pid: int, concurren
             batch = min(50, total - done)
             ids = []
             for _ in range(batch):
-                r = await http.post("/api/v1/jobs", json=job_body(url))
+                while True:  # a queue still full of (e)'s jobs answers 503 QUEUE_FULL: wait as told, as a client would
+                    r = await http.post("/api/v1/jobs", json=job_body(url))
+                    if r.status_code not in (429, 503):
+                        break
+                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                assert r.status_code == 202, r.text
                 ids.append(r.json()["jobId"])
             await wait_all(http, ids, 900)
             done += batch

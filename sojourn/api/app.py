@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 asyncio.ensure_future(outcomes.listen_forever()),
                 asyncio.ensure_future(outcomes.sweep_forever()),
                 asyncio.ensure_future(webhooks.run_forever()),
+                asyncio.ensure_future(svc.retention.run_forever()),
             ]
             try:
                 yield

@@ -53,6 +53,7 @@ from sojourn.services.ledger import Ledger
 from sojourn.services.live_views import ALL, LiveViews
 from sojourn.services.principals import Principal
 from sojourn.services.refreshed import Refreshed
+from sojourn.services.retention import Retention
 from sojourn.services.views import FINAL, FINAL_EVENTS, HELD, PRIORITIES, STATE_TYPES_FOR_STATUS, JobView
 from sojourn.settings import Settings
 from sojourn.spec import JobSpec
@@ -120,6 +121,7 @@ class JobService:
         self._final_max = 5000
         # Jobs still moving, and job lists, kept fresh by the event stream.
         self.live = LiveViews(hub)
+        self.retention = Retention(self)  # results are deleted after SOJOURN_RESULT_RETENTION_SECONDS
         self.reads: Counter[str] = Counter()  # job and list reads by where the answer came from
         # Jobs waiting to start, by priority (ledger + Prefect): read at most once a second however many
         # submit, counted up in between. QUEUE_FULL and the queue position come from it.
@@ -260,9 +262,21 @@ class JobService:
         row = await self.ledger.get(job_id) if len(job_id) <= 64 else None
         if row is None or not self.owns(principal, row.owner):
             raise self.not_found(job_id)
+        if self.retention.may_have_expired(row.created_at):  # rare: only jobs about to be swept read Prefect here
+            view = self._final.get(job_id) or await self.read(row, with_progress=False)
+            if self.retention.expired(view):
+                self.forget(job_id, row.owner)
+                raise self.not_found(job_id)
         return row
 
     async def get(self, job_id: str, principal: Principal, *, with_progress: bool = True) -> JobView:
+        view = await self._get(job_id, principal, with_progress=with_progress)
+        if self.retention.expired(view):  # past its time; the sweep deletes it soon, if it has not yet
+            self.forget(job_id, view.owner)
+            raise self.not_found(job_id)
+        return view
+
+    async def _get(self, job_id: str, principal: Principal, *, with_progress: bool) -> JobView:
         cached = self._final.get(job_id)
         if cached is not None and self.owns(principal, cached.owner):
             self._final.move_to_end(job_id)
@@ -284,6 +298,11 @@ class JobService:
         elif with_progress:
             self.live.put_view(view, token)
         return view
+
+    def forget(self, job_id: str, owner: str | None = None) -> None:
+        """Hold nothing of this job in memory any more (it was deleted)."""
+        self._final.pop(job_id, None)
+        self.live.drop(job_id, owner)
 
     async def read(self, row: Job, run: FlowRun | None = None, *, with_progress: bool = True) -> JobView:
         """The job now: its row joined with its flow run (read unless given), with manifest, error and progress."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import col, select
 
 from sojourn.store.clock import utcnow
@@ -140,6 +140,24 @@ class Ledger:
                 key = "held" if held else priority
                 out[key] = out.get(key, 0) + int(n)
         return out
+
+    async def accepted_before(self, cutoff: datetime, *, after_seq: int, limit: int) -> list[Job]:
+        """Jobs accepted before ``cutoff``, in acceptance order after ``after_seq``: the retention sweep's scan."""
+        return await asyncio.to_thread(self._accepted_before, cutoff, after_seq, limit)
+
+    def _accepted_before(self, cutoff: datetime, after_seq: int, limit: int) -> list[Job]:
+        with session(self.url) as db:
+            q = select(Job).where(Job.created_at < cutoff, col(Job.seq) > after_seq).order_by(col(Job.seq)).limit(limit)
+            return list(db.exec(q))
+
+    async def delete(self, job_id: str) -> None:
+        """The job is gone (its results expired): every dialect answers not found for it from now on."""
+        await asyncio.to_thread(self._delete, job_id)
+
+    def _delete(self, job_id: str) -> None:
+        with session(self.url) as db:
+            db.execute(delete(Job).where(Job.id == job_id))
+            db.commit()
 
     # ------------------------------------------------------------------ changes before dispatch
     async def cancel_undispatched(self, job_id: str) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -230,10 +229,8 @@ def create_tourist_app(main: FastAPI, settings: Settings) -> FastAPI:
         not_found = TouristError(404, "Job not found")
         try:
             view = await svc().get(id, PRINCIPAL)
-        except ServiceError:
+        except ServiceError:  # unknown, another's, or deleted past SOJOURN_RESULT_RETENTION_SECONDS
             raise not_found from None
-        if view.created_at and (datetime.now(timezone.utc) - view.created_at).total_seconds() > settings.result_retention_seconds:
-            raise not_found  # results expire
         authorize(request, requested_urls(view.spec.get("steps", [])))
         if view.status == "completed":
             return {"status": "success", "result": await results(view, view.spec)}

@@ -46,8 +46,10 @@ class StepOutcome:
 
 
 class JobSession:
-    def __init__(self, context: BrowserContext, page: Page, *, step_timeout: float, policy: JobPolicy | None = None) -> None:
+    def __init__(self, context: BrowserContext, page: Page, *, step_timeout: float, policy: JobPolicy | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.context = context
+        self.headers = dict(headers or {})  # the job's own headers, set on the context when it was made
         self.page = page
         self.policy = policy
         self.step_timeout_ms = step_timeout * 1000
@@ -146,6 +148,9 @@ class JobSession:
             self.policies.append(DialogPolicy(m, args, bool(kw.get("once"))))
             return None
         if action.target == "context":
+            if m == "set_extra_http_headers" and args and isinstance(args[0], dict):
+                # Playwright replaces the context's headers; the job's own `headers` stay unless named again.
+                args = ({**self.headers, **args[0]}, *args[1:])
             return await _CONTEXT[m](context, *args, **kw)
         if action.target == "keyboard":
             return await _KEYBOARD[m](page.keyboard, *args, **kw)

@@ -134,7 +134,7 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
         progress.start("Starting")
         async with asyncio.timeout(spec.effective_timeout):
             async with pool.context(spec.browser, policy=policy, **context_options(spec)) as handle:
-                run.session = JobSession(handle.context, handle.page, step_timeout=settings.default_step_timeout, policy=policy)
+                run.session = JobSession(handle.context, handle.page, step_timeout=settings.default_step_timeout, policy=policy, headers=spec.headers)
                 for n in range(1, settings.agent_max_steps + 1):
                     await agent_step(run, state, n, progress)
                     if state.done:

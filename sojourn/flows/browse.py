@@ -134,7 +134,7 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
             async with pool.context(
                 spec.browser, video=spec.capture.video, trace=spec.capture.trace, policy=policy, **context_options(spec)
             ) as handle:
-                run.session = JobSession(handle.context, handle.page, step_timeout=settings.default_step_timeout, policy=policy)
+                run.session = JobSession(handle.context, handle.page, step_timeout=settings.default_step_timeout, policy=policy, headers=spec.headers)
                 if spec.cookies:
                     await handle.context.add_cookies(playwright_cookies(spec))
                 for index, step in enumerate(spec.steps):

@@ -73,7 +73,7 @@ def split_clauses(text: str) -> list[str]:
         return f"\x00{len(quoted) - 1}\x00"
 
     masked = re.sub(r"\"[^\"]*\"|'[^']*'|“[^”]*”", hide, text.strip().rstrip("."))
-    parts = re.split(r"\s*[,;]\s*(?:and\s+then\s+|then\s+|and\s+|finally\s+)?|\.\s+(?=[A-Z])|\s+(?:and\s+)?then\s+|\s+and\s+(?=(?:go|open|visit|navigate|search|click|press|tap|type|enter|fill|set|select|choose|pick|check|tick|uncheck|wait|take|scroll|return|extract|read|get|tell|report|find|give|show)\b)", masked, flags=re.I)
+    parts = re.split(r"\s*[,;]\s*(?:and\s+then\s+|then\s+|and\s+|finally\s+)?|\.\s+(?=[A-Z])|\s+(?:and\s+)?then\s+|\s+and\s+(?=(?:go|open|visit|navigate|search|click|press|tap|type|enter|fill|set|select|choose|pick|check|tick|uncheck|untick|wait|take|scroll|return|extract|read|get|tell|report|find|give|show)\b)", masked, flags=re.I)
     merged: list[str] = []
     for part in (p.strip() for p in parts if p and p.strip()):
         if merged and re.match(r"^\d{4}\b", part):  # "July 6th, 2025": the year belongs to the date

@@ -209,6 +209,8 @@ def submit(
     if out and job.get("result", {}).get("screenshots"):
         out.write_bytes(httpx.get(f"{base}/screenshots/{job['result']['screenshots'][0]}", headers=headers).content)
         print(f"screenshot written to {out}")
+    if job["status"] != "completed":
+        raise typer.Exit(1)  # a script can tell a failed job from a done one
 
 
 if __name__ == "__main__":

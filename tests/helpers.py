@@ -6,11 +6,19 @@ import io
 import json
 import shutil
 import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sojourn.blocks.artifact_store import ArtifactStore, Manifest
 from sojourn.errors import parse_error
 from sojourn.flows import browse
+
+
+# An action that waits until the popup /popup opened has loaded: its alert() holds the load until Sojourn has read
+# and answered it, so the alert is in the job's messages by then.
+POPUP_LOADED = "page.waitForFunction(\"window.popup && window.popup.document.readyState === 'complete'\")"
 
 
 async def run_job(spec: dict[str, Any]) -> Manifest:
@@ -68,3 +76,37 @@ def media_duration(data: bytes, tmp_path) -> float:
     frames = int(info["streams"][0].get("nb_read_frames") or 0)
     assert info["streams"][0]["codec_name"] in ("vp8", "vp9")
     return duration if duration > 0 else frames / 25.0
+
+
+class Receiver:
+    """A local webhook endpoint that records deliveries and fails the first `fail_first` of them."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.received: list[tuple[dict, bytes]] = []
+        self.fail_first = fail_first
+        self.calls = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # noqa: ANN002
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.calls += 1
+                status = 500 if outer.calls <= outer.fail_first else 200
+                if status == 200:
+                    outer.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def wait(self, n: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(self.received) >= n, f"{len(self.received)} deliveries of {n} after {timeout} s ({self.calls} calls)"

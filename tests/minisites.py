@@ -1,6 +1,6 @@
-"""Small sites for plain-English (agent) jobs: a flight search, a shop, a two-page sign-up form.
+"""Small sites for plain-English (agent) jobs: a flight search, a shop, a two-page sign-up form, an account form.
 
-Served by tests/site.py under /flights, /shop and /signup. Results are
+Served by tests/site.py under /flights, /shop, /signup and /account. Results are
 computed from the query, so a test can tell that the agent filled what it
 was told to fill.
 """
@@ -48,6 +48,11 @@ PRODUCTS = {
     "paper-lamp": ("Paper lamp", "€19.99"),
     "oak-chair": ("Oak chair", "€120.00"),
     "desk-chair": ("Desk chair", "€89.00"),
+    # Searching "mug" lists these in this order: first, cheapest, highest and last are four different prices.
+    "stone-mug": ("Stone mug", "€12.50"),
+    "glass-mug": ("Glass mug", "€6.00"),
+    "travel-mug": ("Travel mug", "€24.00"),
+    "enamel-mug": ("Enamel mug", "€9.75"),
 }
 
 
@@ -102,6 +107,25 @@ def signup_done(q: dict[str, str]) -> bytes:
 <p id=confirmation>Thank you, {e(q.get('name', ''))}! Your {e(q.get('plan', 'no'))} plan is confirmed for {e(q.get('email', ''))} in {e(q.get('country', ''))}.</p>""")
 
 
+def account(q: dict[str, str]) -> bytes:
+    """Both boxes are ticked by default: a browser leaves an unticked one out of the query."""
+    return _page("Create an account", """
+<h1>Create your account</h1>
+<form action="/account/done">
+  <label for=account-email>Email</label> <input id=account-email name=email type=email>
+  <label><input type=checkbox name=newsletter checked> Email me the weekly newsletter</label>
+  <label><input type=checkbox name=remember checked> Keep me signed in</label>
+  <button>Create account</button>
+</form>""")
+
+
+def account_done(q: dict[str, str]) -> bytes:
+    yes = lambda box: "yes" if q.get(box) == "on" else "no"  # noqa: E731
+    return _page("Account created", f"""
+<h1>Welcome</h1>
+<p id=confirmation>Account created for {e(q.get('email', ''))}. Newsletter: {yes('newsletter')}. Stay signed in: {yes('remember')}.</p>""")
+
+
 ROUTES: dict[str, Callable[[dict[str, str]], bytes]] = {
     "/flights": flights,
     "/flights/results": flight_results,
@@ -110,6 +134,8 @@ ROUTES: dict[str, Callable[[dict[str, str]], bytes]] = {
     "/signup": signup,
     "/signup/2": signup_2,
     "/signup/done": signup_done,
+    "/account": account,
+    "/account/done": account_done,
 }
 
 

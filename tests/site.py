@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -70,7 +71,14 @@ PAGES: dict[str, bytes] = {
     "/alert-on-load": page("Alert", "<h1>alerting</h1>", "<script>alert('loaded alert')</script>"),
     "/popup": page(
         "Popup",
-        """<button id=open onclick="window.open('/alert-on-load')">open popup</button>""",
+        """<button id=open onclick="window.popup = window.open('/alert-on-load')">open popup</button>""",
+    ),
+    "/mouse": page(
+        "Mouse",
+        """<div id=pad style="position:fixed;left:0;top:0;width:400px;height:200px;background:#eee"
+          onclick="out.textContent = 'click ' + event.clientX + ',' + event.clientY"
+          ondblclick="out.textContent = 'double ' + event.clientX + ',' + event.clientY"></div>
+        <p id=out style="margin-top:240px">none</p>""",
     ),
     "/console": page("Console", "<h1>console</h1>", "<script>console.log('hello from page'); console.warn('careful')</script>"),
     "/slow-image": page("Slow image", "<h1>slow</h1><img id=img src='/slow.png?ms=1500'>"),
@@ -188,11 +196,16 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
 
+class _Server6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class Site:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.state = SiteState()
+        self.host = f"[{host}]" if ":" in host else host
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer((host, 0), handler)
+        self.server = (_Server6 if ":" in host else ThreadingHTTPServer)((host, 0), handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -205,5 +218,5 @@ class Site:
         self.server.shutdown()
         self.server.server_close()
 
-    def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+    def url(self, path: str = "/", host: str | None = None) -> str:
+        return f"http://{host or self.host}:{self.port}{path}"

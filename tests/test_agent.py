@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 import re
 import threading
 from datetime import date
@@ -10,11 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sojourn.blocks.artifact_store import Manifest
+from sojourn.blocks.artifact_store import ArtifactStore, Manifest
 from sojourn.errors import parse_error
 from sojourn.flows import agent
-from sojourn.settings import configure
+from sojourn.settings import configure, get_settings
 from tests.helpers import artifact_bytes, png_image
+from tests.minisites import PRODUCTS
 from tests.test_runtime import wait_for
 
 
@@ -75,6 +77,90 @@ async def test_the_flight_form_was_filled_as_told(site):
     await ask(f"Go to {site.url('/flights')}, search for flights from Lisbon to Porto on 2026-12-01 and return the cheapest price")
     hit = [h for h in site.state.requests_to("/flights/results") if h.query.get("from") == ["Lisbon"]][-1]
     assert hit.query == {"from": ["Lisbon"], "to": ["Porto"], "date": ["2026-12-01"]}
+
+
+# "uncheck": the account form's two boxes are ticked by default; what the server receives says which the agent cleared.
+UNCHECKING = [
+    ("Go to {account}, type {email} into Email, uncheck the newsletter box, click Create account and read the confirmation",
+     {"remember": ["on"]}, "Newsletter: no. Stay signed in: yes."),
+    ("Open {account} then fill Email with {email}, untick Email me the weekly newsletter, uncheck Keep me signed in "
+     "and press Create account, then read the confirmation",
+     {}, "Newsletter: no. Stay signed in: no."),
+    # the control: told nothing about the boxes, the agent leaves them ticked and the browser sends both
+    ("Go to {account}, type {email} into Email, click Create account and read the confirmation",
+     {"newsletter": ["on"], "remember": ["on"]}, "Newsletter: yes. Stay signed in: yes."),
+]
+
+
+def test_untick_and_untick_are_two_instructions():
+    from sojourn.agent.builtin import parse_instructions
+
+    clauses = parse_instructions("go to http://x/account, untick the newsletter box and untick Keep me signed in")
+    assert [(c.kind, c.args.get("ref")) for c in clauses] == [("goto", None), ("check", "newsletter box"), ("check", "Keep me signed in")]
+
+
+@pytest.mark.parametrize("goal,boxes,confirmation", UNCHECKING, ids=["uncheck-one", "clear-both", "leave-ticked"])
+async def test_unchecking_a_box_leaves_it_out_of_what_the_form_sends(site, goal, boxes, confirmation):
+    email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
+    m = await ask(goal.format(account=site.url("/account"), email=email))
+    assert m.status == "completed", m.data["moves"]
+    sent = [h.query for h in site.state.requests_to("/account/done") if h.query.get("email") == [email]]
+    assert sent == [{"email": [email], **boxes}]
+    assert m.answer == f"Account created for {email}. {confirmation}"
+    unchecked = [mv for mv in m.data["moves"] if mv["verb"] == "uncheck"]
+    assert len(unchecked) == 2 - len(boxes)
+
+
+# "last": the mug results are Stone €12.50, Glass €6.00, Travel €24.00, Enamel €9.75 (in that order); the flight
+# results for Amsterdam–Palma are €132, €91, €105. A first, cheapest or highest pick answers something else.
+LAST = [
+    ("Go to {shop}, search for mug and return the last price", "€9.75"),
+    ("Open {shop}, search for 'mug', then tell me the last price", "€9.75"),
+    ("Go to {flights}, search for flights from Amsterdam to Palma on July 6th and return the last price", "€105"),
+    ("go to {shop}, search for mug, click the last result and read the title", "Enamel mug – Shop"),
+]
+
+
+def test_the_mug_results_tell_first_last_cheapest_and_highest_apart():
+    prices = [float(price.lstrip("€")) for name, price in PRODUCTS.values() if "mug" in name.lower()]
+    assert prices[-1] == 9.75 and len({prices[0], prices[-1], min(prices), max(prices)}) == 4
+
+
+@pytest.mark.parametrize("goal,answer", LAST, ids=[f"last-{i}" for i in range(len(LAST))])
+async def test_the_builtin_planner_picks_the_last_of_a_list(site, goal, answer):
+    m = await ask(goal.format(flights=site.url("/flights"), shop=site.url("/shop")))
+    assert m.status == "completed" and m.answer == answer, (m.answer, m.data["moves"])
+
+
+# SOJOURN_AGENT_MAX_STEPS: this goal takes five moves (open, fill the search box, click Search, read, finish).
+FIVE_MOVES = "Go to {shop}, search for mug and return the last price"
+
+
+@pytest.mark.parametrize("limit", [1, 4])
+async def test_a_goal_needing_more_moves_than_agent_max_steps_fails(site, limit):
+    configure(agent_max_steps=limit)
+    try:
+        state = await agent({"kind": "agent", "goal": FIVE_MOVES.format(shop=site.url("/shop"))}, return_state=True)
+    finally:
+        configure()
+    assert state.is_failed(), state
+    err = parse_error(state.message)
+    assert err == {"code": "TIMEOUT", "message": f"the goal was not reached in {limit} moves (SOJOURN_AGENT_MAX_STEPS)"}, state.message
+    manifest = await ArtifactStore.from_settings().read_manifest(str(state.state_details.flow_run_id))
+    assert manifest is not None and manifest.status == "failed" and manifest.error["code"] == "TIMEOUT"
+    assert [mv["verb"] for mv in manifest.data["moves"]] == ["goto", "fill", "click", "read"][:limit]  # it stopped at the limit
+
+
+@pytest.mark.parametrize("limit", [5, None], ids=["exactly-enough", "default"])
+async def test_the_same_goal_succeeds_within_agent_max_steps(site, limit):
+    configure(**({"agent_max_steps": limit} if limit else {}))
+    try:
+        assert get_settings().agent_max_steps == (limit or 30)  # 30: the documented default
+        m = await ask(FIVE_MOVES.format(shop=site.url("/shop")))
+    finally:
+        configure()
+    assert m.status == "completed" and m.answer == "€9.75", (m.answer, m.data["moves"])
+    assert [mv["verb"] for mv in m.data["moves"]] == ["goto", "fill", "click", "read", "finish"]
 
 
 async def test_the_image_type_returns_a_png_of_the_final_page(site):
@@ -167,9 +253,14 @@ class ScriptedModel:
 
 
 async def test_the_model_planner_follows_tool_calls_and_recovers_from_a_wrong_one(site):
+    """The model is a scripted stand-in (an LLM endpoint cannot exist here); its key comes from a real Prefect Secret block."""
+    from prefect.blocks.system import Secret
+
     model = ScriptedModel()
     model.start = site.url("/flights")
-    configure(llm_base_url=model.url, llm_model="scripted-test-model", llm_key_block=None)
+    block, key = f"llm-key-{uuid.uuid4().hex[:8]}", "sk-test-" + uuid.uuid4().hex
+    await Secret(value=key).save(block)
+    configure(llm_base_url=model.url, llm_model="scripted-test-model", llm_key_block=block)
     try:
         m = await ask("Find the cheapest flight from Amsterdam to Palma on July 6th 2026 and return its price")
     finally:
@@ -181,6 +272,7 @@ async def test_the_model_planner_follows_tool_calls_and_recovers_from_a_wrong_on
     sent_back = [msg for msg in model.requests[2]["body"]["messages"] if msg.get("role") == "tool"]
     assert any("e999" in msg["content"] for msg in sent_back)
     assert model.requests[0]["body"]["tools"] and model.requests[0]["body"]["model"] == "scripted-test-model"
+    assert {r["auth"] for r in model.requests} == {f"Bearer {key}"}  # every call carries the block's key
 
 
 # ---------------------------------------------------------------------- over HTTP

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import artifact_bytes, media_duration, pdf_text, png_image, run_failing_job, run_job
+from tests.helpers import POPUP_LOADED, artifact_bytes, media_duration, pdf_text, png_image, run_failing_job, run_job
 
 pytestmark = pytest.mark.usefixtures("pool")
 
@@ -71,8 +71,10 @@ async def test_text_html_console_and_extract(site):
         {
             "steps": [{"url": site.url("/table")}, {"url": site.url("/console")}],
             "capture": {"text": True, "html": True, "console": True},
+            "extract": {"heading": "h1", "script": {"selector": "//head/script", "attribute": "html"}},
         }
     )
+    assert m.data == {"heading": "console", "script": "console.log('hello from page'); console.warn('careful')"}  # from the last page
     assert "console" in (await artifact_bytes(m, "text")).decode()
     assert "<h1>console</h1>" in (await artifact_bytes(m, "html")).decode()
     assert {"type": "log", "text": "hello from page"} in m.console
@@ -146,7 +148,7 @@ async def test_samesite_cookies_follow_the_browser_rules(site):
     framed = site.url(f"/echo?t={tag}")
     await run_job(
         {
-            "steps": [{"url": site.url(f"/cross-site?frame={framed}", host="localhost"), "actions": ["page.waitForTimeout(300)"]}],
+            "steps": [{"url": site.url(f"/cross-site?frame={framed}", host="localhost")}],  # the step waits for `load`, frames included
             "cookies": [
                 {"name": "strict", "value": "s", "domain": "127.0.0.1", "sameSite": "Strict"},
                 {"name": "lax", "value": "l", "domain": "127.0.0.1", "sameSite": "Lax"},
@@ -189,6 +191,7 @@ async def test_extra_headers_from_spec_page_and_context_reach_the_server(site):
         }
     )
     hit = [h for h in site.state.requests_to("/echo") if h.query.get("t") == [tag]][0]
+    assert hit.headers["x-spec"] == "from-spec"
     assert hit.headers["x-page"] == "from-page"
     assert hit.headers["x-context"] == "from-context"
     assert hit.headers["user-agent"] == "SojournTest/1.0"
@@ -268,7 +271,9 @@ async def test_form_actions_fill_type_press_select_check(site):
                         "page.press('#typed', 'Tab')",
                         "page.selectOption('#color', 'blue')",
                         "page.check('#agree')",
-                        "page.evaluate(() => document.getElementById('keys').dataset.seen = document.getElementById('keys').textContent)",
+                        # the keys the page heard on #typed go along with the form
+                        "page.evaluate(() => { const i = document.createElement('input'); i.type = 'hidden'; i.name = 'keys';"
+                        " i.value = document.getElementById('keys').textContent.trim(); document.forms[0].appendChild(i); })",
                         "page.getByPlaceholder('Type here').press('Enter')",
                         "page.waitForURL('**/submitted**')",
                         "page.waitForLoadState('domcontentloaded')",
@@ -279,12 +284,12 @@ async def test_form_actions_fill_type_press_select_check(site):
         }
     )
     query = json.loads(m.data["query"])
-    assert query == {"q": ["flights"], "typed": ["ab"], "color": ["blue"], "agree": ["yes"]}
+    assert query == {"q": ["flights"], "typed": ["ab"], "color": ["blue"], "agree": ["yes"], "keys": ["a b Tab"]}
     assert m.steps[0].final_url.startswith(site.url("/submitted"))
 
 
 async def test_keyboard_mouse_and_waits(site):
-    m = await run_job(
+    typed = await run_job(
         {
             "steps": [
                 {
@@ -292,19 +297,23 @@ async def test_keyboard_mouse_and_waits(site):
                     "actions": [
                         "page.focus('#typed')",
                         "page.keyboard.type('xy')",
-                        "page.keyboard.press('Enter')",
+                        "page.keyboard.press('Enter')",  # submits the form
                         "page.waitForSelector('#query', {timeout: 5000})",
                     ],
-                },
-                {
-                    "url": site.url("/buttons"),
-                    "actions": ["page.mouse.click(5, 5)", "page.waitForTimeout(50)", "page.waitForFunction('document.readyState === \"complete\"')"],
-                },
+                }
             ],
-            "extract": {"title": "h1"},
+            "extract": {"query": "#query"},
         }
     )
-    assert m.data["title"] == "Buttons"
+    assert json.loads(typed.data["query"])["typed"] == ["xy"]
+
+    async def mouse(actions: list) -> str:
+        m = await run_job({"steps": [{"url": site.url("/mouse"), "actions": actions}], "extract": {"out": "#out"}})
+        return m.data["out"]
+
+    assert await mouse(["page.mouse.click(40, 30)", "page.waitForFunction('document.readyState === \"complete\"')"]) == "click 40,30"
+    assert await mouse(["page.mouse.dblclick(120, 60)"]) == "double 120,60"
+    assert await mouse(["page.mouse.move(300, 150)", "page.mouse.down()", "page.mouse.up()", "page.waitForTimeout(50)"]) == "click 300,150"
 
 
 async def test_evaluate_runs_in_the_page_not_on_the_host(site):
@@ -342,7 +351,7 @@ async def test_alerts_are_read_from_the_page_and_popups(site):
         {
             "steps": [
                 {"url": site.url("/dialogs"), "actions": ["page.click('#alert')"]},
-                {"url": site.url("/popup"), "actions": ["page.click('#open')", "page.waitForTimeout(2000)"]},
+                {"url": site.url("/popup"), "actions": ["page.click('#open')", POPUP_LOADED]},
             ],
             "capture": {"alerts": True},
         }

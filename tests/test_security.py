@@ -39,6 +39,73 @@ async def test_loopback_is_refused_by_address_and_by_a_name_that_resolves_to_it(
     assert hits_with(site, marker) == []  # the server never saw a request
 
 
+def private_address() -> str | None:
+    """An address of this machine in a private range (SOJOURN_ALLOW_PRIVATE_NETWORKS governs those), if it has one."""
+    import ipaddress
+    import subprocess
+
+    from sojourn.browser.url_policy import PRIVATE
+
+    words = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5).stdout.split()
+    return next((w for w in words if any(ipaddress.ip_address(w) in n for n in PRIVATE)), None)
+
+
+@pytest.fixture()
+def private_site():
+    """The test site again, on this machine's private address (this machine kind has fd00::2)."""
+    from tests.site import Site
+
+    address = private_address()
+    if address is None:
+        pytest.skip("this machine has no address in a private range to serve a page on")
+    with Site(address) as s:
+        yield s
+
+
+async def test_private_networks_are_refused_unless_allowed(private_site, monkeypatch):
+    marker = uuid.uuid4().hex
+    _, err, _ = await run_failing_job({"steps": [{"url": private_site.url(f"/?m={marker}")}]})
+    assert err["code"] == "URL_BLOCKED" and "private address" in err["message"] and "SOJOURN_ALLOW_PRIVATE_NETWORKS" in err["message"]
+    assert hits_with(private_site, marker) == []
+    monkeypatch.setenv("SOJOURN_ALLOW_PRIVATE_NETWORKS", "true")  # as an operator sets it
+    configure()
+    try:
+        m = await run_job({"steps": [{"url": private_site.url(f"/?m={marker}")}], "extract": {"h1": "h1"}})
+    finally:
+        monkeypatch.undo()
+        configure()
+    assert m.data["h1"] == "Hello Sojourn" and len(hits_with(private_site, marker)) == 1
+
+
+async def test_the_operators_deny_list_refuses_hosts_and_ranges_on_every_request(site, monkeypatch):
+    marker = uuid.uuid4().hex
+
+    def deny(rules: str) -> None:  # as an operator sets it: a JSON list in the environment
+        monkeypatch.setenv("SOJOURN_URL_DENY", rules)
+        configure()
+
+    try:
+        deny('["localhost", "*.internal.test"]')
+        _, err, _ = await run_failing_job({"steps": [{"url": site.url(f"/?m={marker}", host="localhost")}]})
+        assert err["code"] == "URL_BLOCKED" and "deny rule 'localhost'" in err["message"]
+        _, err, _ = await run_failing_job({"steps": [{"url": f"http://db.internal.test:{site.port}/?m={marker}"}]})
+        assert err["code"] == "URL_BLOCKED" and "deny rule '*.internal.test'" in err["message"]
+        # a page that is allowed cannot pull a denied host in as a frame
+        framed = site.url(f"/echo?m={marker}", host="localhost")
+        m = await run_job({"steps": [{"url": site.url(f"/cross-site?frame={framed}")}]})
+        assert [b["url"] for b in m.blocked_requests] == [framed] and "deny rule 'localhost'" in m.blocked_requests[0]["reason"]
+        # a range: the suite allows loopback, the operator's list takes it away again
+        deny('["127.0.0.0/8"]')
+        _, err, _ = await run_failing_job({"steps": [{"url": site.url(f"/?m={marker}")}]})
+        assert err["code"] == "URL_BLOCKED" and "deny rule '127.0.0.0/8'" in err["message"]
+    finally:
+        monkeypatch.undo()
+        configure()
+    assert hits_with(site, marker) == []
+    # without the list the same page loads: the refusals above were the list's doing
+    assert (await run_job({"steps": [{"url": site.url(f"/?m={marker}")}], "extract": {"h1": "h1"}})).data["h1"] == "Hello Sojourn"
+
+
 async def test_a_redirect_to_the_metadata_address_is_blocked(site):
     _, err, manifest = await run_failing_job({"steps": [{"url": site.url(f"/redirect?to={METADATA}")}]})
     assert err["code"] == "URL_BLOCKED"
@@ -53,8 +120,9 @@ async def test_frames_fetches_and_popups_to_denied_hosts_are_blocked_and_reporte
             "url": site.url(f"/cross-site?frame={frame}"),
             "actions": [
                 "page.evaluate(\"fetch('http://10.1.2.3/private').catch(() => 0)\")",
-                "page.evaluate(\"window.open('http://169.254.170.2/popup')\")",
-                "page.waitForTimeout(800)",
+                # resolves once the popup has left about:blank (its blocked load makes it an error page of another origin)
+                "page.evaluate(\"new Promise(done => { const w = window.open('http://169.254.170.2/popup');"
+                " const t = setInterval(() => { try { void w.location.href; } catch (e) { clearInterval(t); done(1); } }, 20); })\")",
             ],
         }],
     })
@@ -68,12 +136,12 @@ async def test_a_jobs_allow_list_applies_to_its_subresources_too(site):
     marker = uuid.uuid4().hex
     inner = site.url(f"/echo?m={marker}")  # 127.0.0.1: not a name the list allows
     outer = site.url(f"/cross-site?frame={inner}", host="localhost")
-    m = await run_job({"steps": [{"url": outer, "actions": ["page.waitForTimeout(300)"]}], "urlAllow": ["localhost"]})
+    m = await run_job({"steps": [{"url": outer}], "urlAllow": ["localhost"]})  # the step waits for `load`, frames included
     assert [b["url"] for b in m.blocked_requests] == [inner]
     assert "allow-list" in m.blocked_requests[0]["reason"]
     assert hits_with(site, marker) == []
     # and the same frame loads when the list allows it
-    m = await run_job({"steps": [{"url": outer, "actions": ["page.waitForTimeout(300)"]}], "urlAllow": ["localhost", "127.0.0.0/8"]})
+    m = await run_job({"steps": [{"url": outer}], "urlAllow": ["localhost", "127.0.0.0/8"]})
     assert m.blocked_requests == [] and hits_with(site, marker)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from sojourn.services import visit_tokens
 from sojourn.settings import get_settings
-from tests.helpers import pdf_text, png_image
+from tests.helpers import POPUP_LOADED, pdf_text, png_image
 
 
 def issuer() -> str:
@@ -117,7 +117,7 @@ def test_sync_job_without_options_has_an_empty_result(tourist, site):
 
 def test_read_alerts_includes_popups(tourist, site):
     r = sync(tourist, site, {"steps": [{"url": site.url("/dialogs"), "actions": ["page.click('#alert')"]},
-                                       {"url": site.url("/popup"), "actions": ["page.click('#open')", "page.waitForTimeout(2000)"]}],
+                                       {"url": site.url("/popup"), "actions": ["page.click('#open')", POPUP_LOADED]}],
                              "options": ["READ_ALERTS"]})
     assert r.json()["result"]["messages"] == ["alert says hi", "loaded alert"]
 

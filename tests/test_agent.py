@@ -121,6 +121,13 @@ LAST = [
 ]
 
 
+async def test_the_second_result_is_the_second_and_a_third_that_is_not_there_is_named(site):
+    m = await ask(f"go to {site.url('/shop')}, search for chair, click the second result and read the title")
+    assert m.status == "completed" and m.answer == "Desk chair – Shop", (m.answer, m.data["moves"])
+    err = await refused(f"go to {site.url('/shop')}, search for chair, click the third result and read the title")
+    assert err["code"] == "ACTION_FAILED" and "only 2 results" in err["message"], err
+
+
 def test_the_mug_results_tell_first_last_cheapest_and_highest_apart():
     prices = [float(price.lstrip("€")) for name, price in PRODUCTS.values() if "mug" in name.lower()]
     assert prices[-1] == 9.75 and len({prices[0], prices[-1], min(prices), max(prices)}) == 4

@@ -259,7 +259,10 @@ class BuiltinPlanner:
                 links = [e for e in obs.elements if e.role == "link" and e.zone == "main"]
                 if not links:
                     raise JobError(ErrorCode.ACTION_FAILED, f"in {c.source!r}: found no {ordinal.group(2)}s to click on {obs.url}")
-                el = links[{"first": 0, "second": 1, "third": 2, "last": -1}[ordinal.group(1).lower()] if len(links) > 2 or ordinal.group(1).lower() in ("first", "last") else 0]
+                index = {"first": 0, "second": 1, "third": 2, "last": -1}[ordinal.group(1).lower()]
+                if index >= len(links):
+                    raise JobError(ErrorCode.ACTION_FAILED, f"in {c.source!r}: there are only {len(links)} {ordinal.group(2)}s on {obs.url}")
+                el = links[index]
                 return [AgentAction("click", handle=el.handle, label=f"Opening {el.name}", clause=c.source)]
             el = ground(obs, a["ref"], c, is_clickable, "button or link")
             return [AgentAction("click", handle=el.handle, label=f"Clicking {el.name or a['ref']}", clause=c.source)]

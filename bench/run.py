@@ -338,6 +338,17 @@ async def worker_rss(base: str, url: str, total: int, worker_pid: int, concurren
 # --------------------------------------------------------------------------- main
 
 
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """Stop what the run started, last started first; kill what has not stopped in 30 s."""
+    for p in reversed(procs):
+        p.terminate()
+    for p in reversed(procs):
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def request_seconds(base: str) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """The API's own ``sojourn_api_request_seconds`` buckets: (method, route) -> [(le, count)], summed over statuses."""
     out: dict[tuple[str, str], dict[float, float]] = {}
@@ -493,13 +504,7 @@ def main() -> None:
                 results["f_rss"] = asyncio.run(worker_rss(base, pages["trivial"], args.rss_jobs or (200 if quick else 1000), worker.pid, C))
                 print("f", json.dumps({k: v for k, v in results["f_rss"].items() if k != "rss_kb"}, indent=1), flush=True)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in reversed(procs):
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
     report(results)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

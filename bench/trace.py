@@ -97,13 +97,7 @@ def main() -> None:
         for spy in spies:
             spy.wait(30)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in reversed(procs):
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        bench.stop_all(procs)
     print("phase      p50 ms   p90 ms")
     for key in rows[0]:
         print(f"{key:<10}{bench.pct([r[key] for r in rows], 50) * 1000:7.0f}  {bench.pct([r[key] for r in rows], 90) * 1000:7.0f}")

@@ -63,20 +63,41 @@ def up() -> None:
     from sojourn.services.principals import ensure_admin_key
 
     settings = _settings()
+    ports = [(settings.api_host, settings.api_port, "the API")]
+    if not settings.prefect_api_url:
+        ports.append(("127.0.0.1", settings.prefect_port, "the Prefect server"))
+    for host, port, what in ports:
+        if _port_taken(host, port):
+            print(f"sojourn up: port {port} ({what}) is already in use, perhaps by another stack; stop it or set "
+                  f"{'SOJOURN_API_PORT' if what == 'the API' else 'SOJOURN_PREFECT_PORT'}", file=sys.stderr)
+            raise typer.Exit(2)
     settings.home.mkdir(parents=True, exist_ok=True)
     children: list[subprocess.Popen] = []
+    # Children stop together; the worker may spend its shutdown grace finishing jobs. Past this bound, what is
+    # left is killed with its whole process group (a worker's browsers included).
+    bound = settings.worker_shutdown_grace + 15
+    failed = False
 
-    def stop_all(*_a) -> None:
+    def stop_all(*_a) -> bool:
+        """Stop every child within the bound; True if one had to be killed."""
         for p in reversed(children):
             if p.poll() is None:
                 p.terminate()
+        deadline, killed = time.monotonic() + bound, False
         for p in reversed(children):
             try:
-                p.wait(timeout=40)
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                p.kill()
+                print(f"sojourn up: {_component(p)} did not stop within {bound:.0f} s; killing it", file=sys.stderr)
+                killed = True
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # its own session: whatever it started goes with it
+            except ProcessLookupError:
+                pass
+            p.wait()
+        return killed
 
-    signal.signal(signal.SIGTERM, lambda *a: (stop_all(), sys.exit(0)))
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop is a Ctrl-C
     try:
         if settings.prefect_api_url:
             api_url = settings.prefect_api_url
@@ -119,11 +140,32 @@ def up() -> None:
         print("Ctrl-C stops everything.")
         while all(p.poll() is None for p in children):
             time.sleep(0.5)
-        print("A component exited; stopping the rest.", file=sys.stderr)
+        gone = next(p for p in children if p.poll() is not None)
+        print(f"sojourn up: {_component(gone)} exited with status {gone.returncode}; stopping the rest.", file=sys.stderr)
+        failed = True
     except KeyboardInterrupt:
         print("\nStopping ...")
     finally:
-        stop_all()
+        failed = stop_all() or failed
+    if failed:
+        raise typer.Exit(1)
+
+
+def _interrupt(*_a: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _component(p: subprocess.Popen) -> str:
+    args = [str(a) for a in p.args]  # type: ignore[union-attr]
+    return "the Prefect server" if "prefect" in args else f"the {args[-1]}" if args[-1] in ("worker", "api") else " ".join(args)
+
+
+def _port_taken(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
 
 
 @app.command("prefect-server", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -275,6 +275,13 @@ def test_sojourn_up_runs_the_readme_first_job_and_ctrl_c_stops_everything(tmp_pa
             assert up.poll() is None and time.monotonic() < deadline, f"no banner from `sojourn up`:\n{output()[-4000:]}"
             time.sleep(0.2)
 
+        # A second `sojourn up` on the same ports refuses at once, with one line, and starts nothing.
+        started = time.monotonic()
+        again = subprocess.run([*SOJOURN, "up"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 2 and time.monotonic() - started < 30, (again.returncode, again.stdout, again.stderr)
+        assert f"port {api_port} (the API) is already in use" in again.stderr and again.stderr.count("\n") == 1, again.stderr
+        assert "Starting" not in again.stdout, again.stdout
+
         key_file = home / "admin.key"
         key = key_file.read_text().strip()
         assert key_file.stat().st_mode & 0o777 == 0o600
@@ -345,6 +352,9 @@ def test_sojourn_up_runs_the_readme_first_job_and_ctrl_c_stops_everything(tmp_pa
               *sorted({_cmdline_of.get(pid, "?")[:70] for pid in running}), sep="\n  ")
         assert rc == 0, f"exit status {rc} after Ctrl-C\n{output()[-4000:]}"
         assert "Stopping" in output()
+        # Nothing was running: stopping takes seconds, not the worker's shutdown grace (it took 40-odd seconds
+        # whenever the worker flushed Prefect logs to the server that had already stopped).
+        assert took < 15, f"an idle stack took {took:.1f} s to stop: {stopped}"
     finally:
         if up.poll() is None:
             seen.update(_descendants(up.pid))

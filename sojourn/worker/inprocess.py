@@ -27,6 +27,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -521,7 +522,24 @@ def run_worker(settings: Settings | None = None, *, name: str | None = None, lim
     while thread.is_alive():
         thread.join(0.5)
     if failure:
-        raise failure[0]
+        log.error("worker failed: %r", failure[0])
+    _leave(1 if failure else 0)
+
+
+def _leave(status: int, flush_within: float = 5.0) -> None:
+    """Exit now, giving Prefect's log and event queues ``flush_within`` seconds.
+
+    Prefect drains those queues at interpreter exit for as long as sending takes; with its server already
+    gone (a stack stopping together) that was 40-odd seconds of retries, seen as a worker that would not stop.
+    """
+    from prefect._internal.concurrency.services import _QueueServiceBase
+
+    _done, unsent = _QueueServiceBase.drain_all(timeout=flush_within)  # type: ignore[misc]
+    if unsent:
+        log.warning("left %d queue(s) of Prefect logs/events unsent: the server did not take them within %.0f s", len(unsent), flush_within)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 __all__ = ["SojournWorker", "run_worker"]

@@ -231,9 +231,12 @@ def submit(
     import httpx
 
     settings = _settings()
-    from sojourn.services.principals import ensure_admin_key
+    from sojourn.services.principals import known_admin_key
 
-    key, _ = ensure_admin_key(settings)
+    key = known_admin_key(settings)  # a client reads the key; only the server (re)writes the admin row
+    if key is None:
+        print("no admin key: start the stack (`sojourn up`) first, or set SOJOURN_ADMIN_KEY", file=sys.stderr)
+        raise typer.Exit(2)
     base = f"http://{settings.api_host}:{settings.api_port}/api/v1"
     headers = {"X-API-Key": key}
     body = {"type": "browse", "input": {"steps": [{"url": url}], "capture": ["screenshot"] if screenshot else []}}

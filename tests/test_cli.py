@@ -93,6 +93,13 @@ def test_submit_prints_the_finished_job_and_writes_its_screenshot(stack, site, t
     # and the browser visited the page
     assert [h for h in site.state.requests_to("/") if h.query.get("t") == [tag]]
 
+    # a client with another key is refused, and does not replace the server's admin key (it only reads its own)
+    run = subprocess.run([*SOJOURN, "submit", site.url("/"), "--no-wait"], env={**stack.env, "SOJOURN_ADMIN_KEY": "sj_not_the_admin_key"},
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and _json_documents(run.stdout)[0]["error"]["code"] == "UNAUTHORIZED", run.stdout
+    with stack.client() as http:
+        assert http.get("/api/v1/jobs", params={"limit": 1}).status_code == 200
+
     # a job that fails says so in the exit status, and writes no file
     failed_out = tmp_path / "never.png"
     run = subprocess.run([*SOJOURN, "submit", "http://127.0.0.1:1/", "--out", str(failed_out)], env=stack.env, cwd=tmp_path,

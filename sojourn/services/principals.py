@@ -54,6 +54,14 @@ def admin_key_file(settings: Settings) -> Path:
     return settings.home / "admin.key"
 
 
+def known_admin_key(settings: Settings) -> str | None:
+    """The admin key as a client on this machine knows it (SOJOURN_ADMIN_KEY, else the stored file); writes nothing."""
+    if settings.admin_key:
+        return settings.admin_key.get_secret_value()
+    path = admin_key_file(settings)
+    return path.read_text().strip() if path.exists() else None
+
+
 def ensure_admin_key(settings: Settings) -> tuple[str, bool]:
     """The bootstrap admin key: from settings, else the stored one, else a new one (mode 0600).
 

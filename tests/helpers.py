@@ -16,9 +16,11 @@ from sojourn.errors import parse_error
 from sojourn.flows import browse
 
 
-# An action that waits until the popup /popup opened has loaded: its alert() holds the load until Sojourn has read
-# and answered it, so the alert is in the job's messages by then.
-POPUP_LOADED = "page.waitForFunction(\"window.popup && window.popup.document.readyState === 'complete'\")"
+# An action that waits until the popup /popup opened has loaded its page: its alert() holds the load until Sojourn
+# has read and answered it, so the alert is in the job's messages by then. (The popup starts as about:blank, which
+# is 'complete' at once: the path tells the two apart.)
+POPUP_LOADED = ("page.waitForFunction(\"window.popup && window.popup.location.pathname === '/alert-on-load'"
+                " && window.popup.document.readyState === 'complete'\")")
 
 
 async def run_job(spec: dict[str, Any]) -> Manifest:

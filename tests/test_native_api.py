@@ -74,6 +74,25 @@ def test_submit_answers_an_estimate_from_history_and_a_queue_position(stack, sit
             assert wait_for(http, j["jobId"])["status"] == "completed"
 
 
+def test_an_estimate_is_always_a_number_history_or_not(stack, site):
+    """The spec shows `estimatedDuration` as a number: with no history of a type (a fresh stack), it comes from all
+    types' history, and with none at all from the request itself, never null."""
+    from sojourn.services.jobs import request_estimate_ms
+    from sojourn.spec import JobSpec
+
+    two_pages = JobSpec.model_validate({"steps": [{"url": "http://a.test/"}, {"url": "http://b.test/"}], "capture": ["screenshot"]})
+    assert request_estimate_ms(two_pages) == 3000  # a second a page, a second for the capture
+    assert request_estimate_ms(JobSpec.model_validate({"kind": "agent", "goal": "open a.test", "timeout": 2})) == 2000  # capped by its timeout
+    with stack.client(new_key(stack)) as http:
+        goal = f"open {site.url('/')} and read the title"
+        for body in ({"type": "browse", "input": {"steps": quick(site)}},
+                     {"type": "browseWebAndReturnText", "input": {"provideAllValuesInPlainEnglish": goal}},
+                     {"type": "browseWebAndReturnImage", "input": {"provideAllValuesInPlainEnglish": goal}}):
+            r = http.post("/api/v1/jobs", json=body)
+            assert r.status_code == 202 and isinstance(r.json()["estimatedDuration"], int) and r.json()["estimatedDuration"] > 0, r.text
+            assert wait_for(http, r.json()["jobId"], timeout=90)["status"] == "completed"
+
+
 def test_list_filters_sorts_and_paginates_both_ways(stack, site):
     key = new_key(stack)
     with stack.client(key) as http:

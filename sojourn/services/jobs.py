@@ -105,6 +105,16 @@ class NewJob:
     group_id: str | None = None
 
 
+ALL_TYPES = "*"
+
+
+def request_estimate_ms(spec: JobSpec) -> int:
+    """A first guess with no history: about a second per page and a second more for captures, five seconds for a
+    plain-English job; never past the job's own timeout."""
+    guess = 5.0 if spec.kind == "agent" else max(len(spec.steps), 1) + (1.0 if spec.capture.any else 0.0)
+    return int(1000 * min(guess, spec.effective_timeout))
+
+
 class JobService:
     def __init__(self, settings: Settings, client: PrefectClient, hub: EventHub, store: ArtifactStore,
                  dispatch_client: PrefectClient | None = None) -> None:
@@ -215,15 +225,20 @@ class JobService:
         rank = PRIORITIES.index(view.priority) if view.priority in PRIORITIES else 1
         return max(sum(counts.get(p, 0) for p in PRIORITIES[: rank + 1]), 1)
 
-    async def estimated_duration_ms(self, job_type: str) -> int | None:
-        """Mean run time of the last 20 completed jobs of this type: seeded from Prefect once, then kept
-        current by :meth:`note_duration` as jobs end (no Prefect call per submission)."""
-        recent = self._durations.get(job_type)
-        if recent:
-            return int(1000 * sum(recent) / len(recent))
-        if job_type not in self._estimates:
-            self._estimates[job_type] = Refreshed(lambda: self._mean_duration_ms(job_type), every=30.0, every_if_none=2.0)
-        return await self._estimates[job_type].peek()
+    async def estimated_duration_ms(self, job_type: str, spec: JobSpec | dict[str, Any]) -> int:
+        """How long a job like this runs: the mean of the last 20 completed jobs of its type, else of any type
+        (seeded from Prefect once, then kept current by :meth:`note_duration`: no Prefect call per submission),
+        else a guess from the request itself, so a fresh stack's first job gets a number too."""
+        for key in (job_type, ALL_TYPES):
+            recent = [t for d in self._durations.values() for t in d][-20:] if key == ALL_TYPES else list(self._durations.get(key, ()))
+            if recent:
+                return int(1000 * sum(recent) / len(recent))
+            if key not in self._estimates:
+                self._estimates[key] = Refreshed(lambda key=key: self._mean_duration_ms(key), every=30.0, every_if_none=2.0)
+            known = await self._estimates[key].peek()
+            if known is not None:
+                return known
+        return request_estimate_ms(spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec))
 
     def note_duration(self, job_type: str, seconds: float) -> None:
         """A job of this type completed after running ``seconds``."""
@@ -232,7 +247,7 @@ class JobService:
     async def _mean_duration_ms(self, job_type: str) -> int | None:
         runs = await self.client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=["sojourn", f"type:{job_type}"]),
+                tags=FlowRunFilterTags(all_=["sojourn"] if job_type == ALL_TYPES else ["sojourn", f"type:{job_type}"]),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED])),
             ),
             sort=FlowRunSort.END_TIME_DESC,

@@ -82,7 +82,8 @@ def to_spec(body: SubmitJob) -> JobSpec:
 
 async def accepted(svc: JobService, view: JobView, body: SubmitJob) -> dict[str, Any]:
     """The 202 body: an estimate from this type's recent history and the place in the queue (both from memory)."""
-    return {"jobId": view.id, "status": "submitted", "estimatedDuration": await svc.estimated_duration_ms(body.type), "queuePosition": svc.queue_position(view)}
+    return {"jobId": view.id, "status": "submitted", "estimatedDuration": await svc.estimated_duration_ms(body.type, view.spec),
+            "queuePosition": svc.queue_position(view)}
 
 
 def time_range(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:

@@ -24,6 +24,7 @@ from uuid import UUID
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.exceptions import ObjectNotFound
 
+from sojourn.store.clock import aware
 from sojourn.store.jobs import Job
 
 if TYPE_CHECKING:
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sojourn.retention")
 
 BATCH = 200
-
-
-def aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 class Retention:

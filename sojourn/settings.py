@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     webhook_retry_seconds: float = Field(default=2.0, gt=0, description="first retry delay of a webhook delivery; doubles each attempt, at most 10 min")
     webhook_timeout: float = Field(default=10.0, gt=0, description="seconds a webhook receiver has to answer")
 
+    # Scrape-jobs dialect (/scrape).
+    # (scrape settings go here)
+
+    # Task Engine dialect (/taskengine).
+    # (taskengine settings go here)
+
+    # fastlane dialect (/fastlane).
+    # (fastlane settings go here)
+
     @property
     def public_base(self) -> str:
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")

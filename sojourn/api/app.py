@@ -19,6 +19,7 @@ from sojourn.api.bodylimit import BodySizeLimit
 from sojourn.api.dialects import native
 from sojourn.api.dialects.native.jobs import render_job
 from sojourn.api.dialects.tourist import create_tourist_app
+from sojourn.api.dialects import fastlane, scrape, taskengine
 from sojourn.services.events import EventHub
 from sojourn.services.jobs import JobService
 from sojourn.services.metrics import Metrics
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 asyncio.ensure_future(webhooks.run_forever()),
                 asyncio.ensure_future(svc.retention.run_forever()),
             ]
+            for start in app.state.on_start:  # the dialects' own services and loops
+                loops += [asyncio.ensure_future(c) for c in await start(app)]
             try:
                 yield
             finally:
@@ -85,7 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = KeyAuth(settings)
     errors.install(app)
     app.include_router(native.router)
+    # A dialect with background work appends ``async def start(app) -> list[coroutine]`` here; each coroutine
+    # runs until the API stops (cancelled then).
+    app.state.on_start = []
     app.mount("/tourist", create_tourist_app(app, settings))
+    app.mount("/scrape", scrape.create_app(app, settings))
+    app.mount("/taskengine", taskengine.create_app(app, settings))
+    app.mount("/fastlane", fastlane.create_app(app, settings))
     app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings), auth=app.state.auth)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.registry = CollectorRegistry()  # the API's metrics (Metrics adds its own to it)

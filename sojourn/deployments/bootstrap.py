@@ -6,6 +6,7 @@ jobs running at once across all workers (``SOJOURN_MAX_CONCURRENCY``).
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass
 from uuid import UUID
@@ -22,8 +23,12 @@ log = logging.getLogger(__name__)
 # queue name → Prefect priority (1 is served first)
 QUEUES: dict[str, int] = {"high": 1, "normal": 2, "low": 3}
 
-# flow name → entrypoint the worker imports (module path, no file paths)
-FLOWS: dict[str, str] = {"browse": "sojourn.flows.browse:browse", "agent": "sojourn.flows.agent:agent"}
+# flow name → entrypoint the worker imports (module path, no file paths); a deployment is made for each.
+# A job's ledger ``kind`` names one of these.
+FLOWS: dict[str, str] = {
+    "browse": "sojourn.flows.browse:browse",
+    "agent": "sojourn.flows.agent:agent",
+}
 
 
 @dataclass
@@ -66,13 +71,11 @@ async def ensure_pool(client: PrefectClient, settings: Settings, *, pool_type: s
 
 
 async def ensure_deployments(client: PrefectClient, settings: Settings, *, pool: str | None = None, suffix: str = "") -> dict[str, UUID]:
-    from sojourn.flows.agent import agent as agent_flow
-    from sojourn.flows.browse import browse as browse_flow
-
     pool = pool or settings.work_pool
-    flows = {"browse": browse_flow, "agent": agent_flow}
     out: dict[str, UUID] = {}
-    for name, flow in flows.items():
+    for name, entrypoint in FLOWS.items():
+        module, _, attr = entrypoint.partition(":")
+        flow = getattr(importlib.import_module(module), attr)
         flow_id = await client.create_flow_from_name(flow.name)
         out[name] = await client.create_deployment(
             flow_id=flow_id,

@@ -12,6 +12,7 @@ Outputs are in the artifact store under ``jobs/<job id>/``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -98,11 +99,28 @@ def job_id_of(run: FlowRun) -> str | None:
 class NewJob:
     """One job to accept: its spec and what the dialect wants kept with it."""
 
-    spec: JobSpec
+    spec: JobSpec | dict[str, Any]
     labels: dict[str, str] = field(default_factory=dict)
     held: bool = False
     external_id: str | None = None
     group_id: str | None = None
+    # For dialects with flows or queues of their own: ``kind`` names the flow (a key of
+    # deployments.bootstrap.FLOWS; then ``spec`` may be that flow's own parameters as a dict),
+    # ``priority`` the work queue and ``run_at`` the start time, overriding the spec's.
+    kind: str | None = None
+    priority: str | None = None
+    run_at: datetime | None = None
+
+    def row_fields(self) -> dict[str, Any]:
+        spec = self.spec
+        if isinstance(spec, dict):
+            return {"kind": self.kind or "browse", "spec": json.dumps(spec), "priority": self.priority or "normal", "run_at": self.run_at}
+        return {
+            "kind": self.kind or ("agent" if spec.kind == "agent" else "browse"),
+            "spec": json.dumps(spec.model_dump(mode="json", exclude_defaults=True)),
+            "priority": self.priority or spec.priority,
+            "run_at": self.run_at or spec.run_at,
+        }
 
 
 ALL_TYPES = "*"
@@ -152,15 +170,13 @@ class JobService:
 
     async def accept(self, jobs: list[NewJob], principal: Principal, *, dialect: str) -> list[JobView]:
         """Accept jobs, all or none: they are in the ledger when this returns. Held ones wait for :meth:`release`."""
-        jobs = [NewJob(self._within_allow_list(j.spec, principal), j.labels, j.held, j.external_id, j.group_id) if principal.url_allow else j
+        jobs = [dataclasses.replace(j, spec=self._within_allow_list(j.spec, principal)) if principal.url_allow and isinstance(j.spec, JobSpec) else j
                 for j in jobs]
         await self._check_queue_room(len(jobs))
         rows = [
             Job(
                 id=str(uuid.uuid4()), owner=principal.name, dialect=dialect, external_id=j.external_id, group_id=j.group_id,
-                kind="agent" if j.spec.kind == "agent" else "browse",
-                spec=json.dumps(j.spec.model_dump(mode="json", exclude_defaults=True)), priority=j.spec.priority, run_at=j.spec.run_at,
-                labels=json.dumps(j.labels), held=j.held,
+                labels=json.dumps(j.labels), held=j.held, **j.row_fields(),
             )
             for j in jobs
         ]

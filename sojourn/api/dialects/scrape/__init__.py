@@ -1,0 +1,13 @@
+"""The scrape-jobs dialect at /scrape/api/v1: projects, targets, jobs, results, schedules."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from sojourn.settings import Settings
+
+
+def create_app(main: FastAPI, settings: Settings) -> FastAPI:
+    """The dialect's own app, mounted by the main one (its own error shapes; the main app's state via ``main``)."""
+    app = FastAPI(title="Sojourn: Scrape-jobs API", docs_url="/docs", openapi_url="/openapi.json", redoc_url=None)
+    return app

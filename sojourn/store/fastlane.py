@@ -1,0 +1,1 @@
+"""Tables of the fastlane API dialect (none yet)."""

@@ -1,0 +1,1 @@
+"""Tables of the Scrape-jobs API dialect (none yet)."""

@@ -1,0 +1,1 @@
+"""Tables of the Task Engine API dialect (none yet)."""

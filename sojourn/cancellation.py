@@ -23,6 +23,7 @@ Reason = Literal["cancel", "handback"]
 
 _bodies: dict[str, asyncio.Task] = {}
 _reasons: dict[str, Reason] = {}
+_early: dict[str, Reason] = {}  # stop requests that came before the body started (taken up by `guarded`)
 
 
 def register(job_id: str, body: asyncio.Task) -> None:
@@ -34,14 +35,31 @@ def unregister(job_id: str) -> None:
     _reasons.pop(job_id, None)
 
 
-def request(job_id: str, reason: Reason = "cancel") -> bool:
-    """Stop the job's body if it runs in this process; False if it does not."""
+def request(job_id: str, reason: Reason = "cancel", *, early: bool = False) -> bool:
+    """Stop the job's body if it runs in this process; False if it does not.
+
+    ``early``: the flow has started but its body may not be registered yet (the engine is between Running
+    and the body): the request is kept, and :func:`guarded` ends the body at once when it starts. Cancelling
+    the engine itself in that window would end the run Crashed, not Cancelled.
+    """
     body = _bodies.get(job_id)
     if body is None or body.done():
+        if early:
+            _early[job_id] = reason
+            return True
         return False
     _reasons[job_id] = reason
     body.cancel()
     return True
+
+
+def waiting(job_id: str) -> bool:
+    """True while an early request has not been taken up by the body."""
+    return job_id in _early
+
+
+def forget(job_id: str) -> None:
+    _early.pop(job_id, None)
 
 
 def reason(job_id: str) -> Reason | None:
@@ -56,6 +74,9 @@ async def guarded(job_id: str, body: Awaitable[T]) -> T | State:
 
     task = asyncio.ensure_future(body)
     register(job_id, task)
+    if (early := _early.pop(job_id, None)) is not None:
+        _reasons[job_id] = early
+        task.cancel()  # before its first step: nothing has run
     try:
         return await task
     except asyncio.CancelledError:

@@ -109,6 +109,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         self._running: dict[uuid.UUID, asyncio.Task[Any]] = {}
         self._cancel_requested: set[uuid.UUID] = set()
         self._cancelling: set[uuid.UUID] = set()
+        self._in_engine: set[uuid.UUID] = set()  # runs Prefect's engine has taken over (a cancel then goes through the flow)
         self._handed_back: set[uuid.UUID] = set()
         self._wake = asyncio.Event()
         self._flows: dict[str, Any] = {}
@@ -214,7 +215,12 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
     async def _execute(self, flow_run: FlowRun) -> Any:
         await self._wait_until_due(flow_run)
         flow = await self._load_flow(flow_run)
-        return await run_flow(flow, flow_run=flow_run, return_type="state")  # type: ignore[misc]
+        self._in_engine.add(flow_run.id)
+        try:
+            return await run_flow(flow, flow_run=flow_run, return_type="state")  # type: ignore[misc]
+        finally:
+            self._in_engine.discard(flow_run.id)
+            cancellation.forget(str(flow_run.id))
 
     async def _wait_until_due(self, flow_run: FlowRun) -> None:
         due = flow_run.next_scheduled_start_time or flow_run.expected_start_time
@@ -243,11 +249,24 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         self._cancelling.add(flow_run_id)
         task.add_done_callback(lambda _t: self._cancelling.discard(flow_run_id))
         log.info("cancelling flow run %s", flow_run_id)
-        if cancellation.request(str(flow_run_id), "cancel"):
+        in_engine = flow_run_id in self._in_engine
+        if cancellation.request(str(flow_run_id), "cancel", early=in_engine):
+            if in_engine:
+                # The body takes the request up when it starts; a flow that never starts one is stopped below.
+                asyncio.get_running_loop().call_later(10.0, self._stop_if_still_waiting, flow_run_id, task)
             return  # the flow ends itself Cancelled
-        # Not in its body yet (or not a Sojourn flow): stop the engine, then record Cancelled.
+        # Not started by the engine yet: stop it, then record Cancelled.
+        self._stop(flow_run_id, task)
+
+    def _stop(self, flow_run_id: uuid.UUID, task: asyncio.Future) -> None:
         self._cancel_requested.add(flow_run_id)
         task.cancel()
+
+    def _stop_if_still_waiting(self, flow_run_id: uuid.UUID, task: asyncio.Future) -> None:
+        if cancellation.waiting(str(flow_run_id)) and not task.done():
+            cancellation.forget(str(flow_run_id))
+            log.warning("flow run %s did not take up its cancellation; stopping its engine", flow_run_id)
+            self._stop(flow_run_id, task)
 
     async def _watch_cancellations(self) -> None:
         """Cancel runs of this worker that are set to Cancelling: as their event arrives, and by a poll of

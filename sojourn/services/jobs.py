@@ -154,6 +154,7 @@ class JobService:
         # Jobs waiting to start, by priority (ledger + Prefect): read at most once a second however many
         # submit, counted up in between. QUEUE_FULL and the queue position come from it.
         self.waiting: Refreshed[dict[str, int]] = Refreshed(self._count_waiting, every=1.0)
+        self._accepted_recently: list[tuple[int, str]] = []  # (seq, priority or "held") since the last count
         self._estimates: dict[str, Refreshed[int | None]] = {}
         self._durations: dict[str, deque[float]] = {}
 
@@ -188,6 +189,8 @@ class JobService:
                                headers={"Retry-After": "2"}) from None
         self.dispatcher.wake()
         added = Counter("held" if r.held else r.priority for r in rows)
+        self._accepted_recently += [(r.seq or 0, "held" if r.held else r.priority) for r in rows]
+        del self._accepted_recently[:-10_000]
         self.waiting.update(lambda counts: {k: counts.get(k, 0) + added.get(k, 0) for k in {*counts, *added}})
         self.live.drop_lists(principal.name)  # the owner's lists now hold more jobs
         token = self.live.token()
@@ -213,8 +216,14 @@ class JobService:
         async def prefect(priority: str) -> int:
             return await self.client.count_flow_runs(flow_run_filter=queued_filter(priorities=[priority]))
 
-        ledger, *runs = await asyncio.gather(self.ledger.waiting_by_priority(), *(prefect(p) for p in PRIORITIES))
-        return {**{p: ledger.get(p, 0) + n for p, n in zip(PRIORITIES, runs)}, "held": ledger.get("held", 0)}
+        (ledger, seen), *runs = await asyncio.gather(self.ledger.waiting_by_priority(), *(prefect(p) for p in PRIORITIES))
+        counts = {**{p: ledger.get(p, 0) + n for p, n in zip(PRIORITIES, runs)}, "held": ledger.get("held", 0)}
+        # Jobs this process accepted after the count's snapshot are added again, so the fresh count never
+        # forgets one it counted up a moment ago (queue positions of consecutive submissions stay in order).
+        self._accepted_recently = [(seq, key) for seq, key in self._accepted_recently if seq > seen]
+        for _seq, key in self._accepted_recently:
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     async def _check_queue_room(self, adding: int) -> None:
         try:

@@ -128,18 +128,24 @@ class Ledger:
             rows = list(db.exec(q.order_by(order).offset(offset).limit(limit))) if limit else []
         return rows, int(total)
 
-    async def waiting_by_priority(self) -> dict[str, int]:
-        """Jobs accepted whose runs are not created yet (not cancelled or rejected), by priority; held ones under ``held``."""
+    async def waiting_by_priority(self) -> tuple[dict[str, int], int]:
+        """Jobs accepted whose runs are not created yet (not cancelled or rejected), by priority; held ones under
+        ``held``. With the highest ``seq`` the count could see (one statement, one snapshot): jobs accepted after
+        it are not in the count."""
         return await asyncio.to_thread(self._waiting_by_priority)
 
-    def _waiting_by_priority(self) -> dict[str, int]:
-        q = self._waiting(select(Job.priority, Job.held, func.count()).where(Job.rejected == False, col(Job.cancel_requested_at).is_(None)))  # noqa: E712
+    def _waiting_by_priority(self) -> tuple[dict[str, int], int]:
+        newest = select(func.coalesce(func.max(Job.seq), 0)).scalar_subquery()
+        q = self._waiting(select(Job.priority, Job.held, func.count(), newest).where(Job.rejected == False, col(Job.cancel_requested_at).is_(None)))  # noqa: E712
         out: dict[str, int] = {}
+        seen = None
         with session(self.url) as db:
-            for priority, held, n in db.exec(q.group_by(Job.priority, Job.held)):
+            for priority, held, n, seen in db.exec(q.group_by(Job.priority, Job.held)):
                 key = "held" if held else priority
                 out[key] = out.get(key, 0) + int(n)
-        return out
+            if seen is None:  # nothing waiting: the newest job, read after (a job accepted in between is uncounted until the next read)
+                seen = db.exec(select(func.coalesce(func.max(Job.seq), 0))).one()
+        return out, int(seen)
 
     async def accepted_before(self, cutoff: datetime, *, after_seq: int, limit: int) -> list[Job]:
         """Jobs accepted before ``cutoff``, in acceptance order after ``after_seq``: the retention sweep's scan."""

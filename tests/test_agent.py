@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 import re
@@ -301,7 +302,13 @@ def test_plain_english_jobs_over_the_native_api(stack, site):
         r = http.post("/api/v1/jobs", json={"type": "browseWebAndReturnImage", "input": {"provideAllValuesInPlainEnglish": f"open {site.url('/shop')}"}})
         job = wait_for(http, r.json()["jobId"], timeout=90)
         assert job["status"] == "completed" and job["result"]["type"] == "image"
-        png_image(http.get(f"/api/v1/screenshots/{job['result']['data']}").content)
+        # the spec's `data` is "string or base64": the final screenshot itself, as a data URL; its id stays in screenshots
+        prefix = "data:image/png;base64,"
+        assert job["result"]["data"].startswith(prefix)
+        image = base64.b64decode(job["result"]["data"][len(prefix):])
+        assert image == http.get(f"/api/v1/screenshots/{job['result']['screenshots'][-1]}").content
+        png_image(image)
+        assert all("_" not in k for mv in job["result"]["metadata"]["moves"] for k in mv)  # one casing, the spec's
 
         r = http.post("/api/v1/jobs", json={"type": "browseWebAndReturnText", "input": {"provideAllValuesInPlainEnglish": f"go to {site.url('/shop')} and dance"}})
         job = wait_for(http, r.json()["jobId"], timeout=60)

@@ -190,6 +190,8 @@ def test_every_capture_downloads_by_name_and_screenshots_by_id(stack, site):
         job = wait_for(http, submit(http, [{"url": site.url("/pdf")}], input={"capture": ["screenshot", "pdf", "html", "text"]}))
         assert job["status"] == "completed", job
         listed = {a["kind"]: a for a in job["result"]["metadata"]["artifacts"]}
+        step = job["result"]["metadata"]["steps"][0]  # the spec's casing, camelCase, throughout
+        assert step["finalUrl"] == site.url("/pdf") and isinstance(step["durationMs"], int) and "final_url" not in step
         assert {"screenshot", "pdf", "html", "text"} <= set(listed)
         for kind, check in (
             ("pdf", lambda body: "Printable heading" in pdf_text(body)),

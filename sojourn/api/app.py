@@ -17,7 +17,7 @@ from sojourn.services.principals import ensure_admin_key
 from sojourn.services.batches import BatchService
 from sojourn.api.bodylimit import BodySizeLimit
 from sojourn.api.dialects import native
-from sojourn.api.dialects.native.jobs import render_job
+from sojourn.api.dialects.native.jobs import renderer
 from sojourn.api.dialects.tourist import create_tourist_app
 from sojourn.api.dialects import fastlane, scrape, taskengine
 from sojourn.services.events import EventHub
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               registry=app.state.registry)
             webhooks = WebhookService(settings)
             batches = BatchService(svc)
-            outcomes = Outcomes(svc, webhooks, batches, metrics, render_job)
+            outcomes = Outcomes(svc, webhooks, batches, metrics, renderer(svc))
             app.state.jobs, app.state.hub, app.state.stats = svc, hub, stats
             app.state.metrics, app.state.webhooks, app.state.batches = metrics, webhooks, batches
             loops = [

@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterEndTime, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
@@ -49,7 +49,7 @@ MARGIN = timedelta(minutes=5)
 
 class Outcomes:
     def __init__(self, svc: JobService, webhooks: WebhookService, batches: BatchService, metrics: Metrics,
-                 render: Callable[[JobView], dict[str, Any]]) -> None:
+                 render: Callable[[JobView], Awaitable[dict[str, Any]]]) -> None:
         self.svc = svc
         self.webhooks = webhooks
         self.batches = batches
@@ -97,7 +97,7 @@ class Outcomes:
             return
         event = EVENT_FOR_STATUS.get(view.status)
         if event:
-            self.webhooks.enqueue(view.owner, view.id, event, self.render(view), ended_at=view.ended_at)
+            self.webhooks.enqueue(view.owner, view.id, event, await self.render(view), ended_at=view.ended_at)
         batch = view.tag("batch")
         if batch and live:
             await self.batches.settle(batch)

@@ -9,27 +9,27 @@ current state, then what happens next; a job that is already final gets its
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from sojourn.services.principals import Principal
 from sojourn.services.jobs import JobService
 from sojourn.services.views import FINAL_EVENTS, STATUS, JobView
 
-Renderer = Callable[[JobView], dict[str, Any]]
+Renderer = Callable[[JobView], Awaitable[dict[str, Any]]]
 
 
-def snapshot(view: JobView, render: Renderer) -> dict[str, Any]:
+async def snapshot(view: JobView, render: Renderer) -> dict[str, Any]:
     """The first message for a follower: where the job stands now."""
     if view.final:
-        return complete(view, render)
+        return await complete(view, render)
     data: dict[str, Any] = {"status": view.status}
     if view.progress:
         data["progress"] = view.progress
     return {"type": "progress" if view.progress else "status", "jobId": view.id, "data": data}
 
 
-def complete(view: JobView, render: Renderer) -> dict[str, Any]:
-    body = render(view)
+async def complete(view: JobView, render: Renderer) -> dict[str, Any]:
+    body = await render(view)
     return {"type": "complete", "jobId": view.id, "data": {"status": view.status, "result": body.get("result"), "error": body.get("error")}}
 
 
@@ -52,7 +52,7 @@ class Follower:
         # Read again after subscribing: an event between the two reads would otherwise be missed.
         if not view.final:
             view = await self.svc.get(job_id, self.principal)
-        return snapshot(view, self.render)
+        return await snapshot(view, self.render)
 
     def unfollow(self, job_id: str) -> None:
         if job_id in self.jobs:
@@ -87,7 +87,7 @@ class Follower:
         if name in FINAL_EVENTS:
             view = await self.svc.get(job_id, self.principal)
             if view.final:
-                return complete(view, self.render)
+                return await complete(view, self.render)
             return None
         if name.startswith("prefect.flow-run."):
             state = name[len("prefect.flow-run.") :]

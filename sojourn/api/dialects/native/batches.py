@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sojourn.services.principals import Principal
 from sojourn.services.batches import BatchService
-from sojourn.api.dialects.native.jobs import SubmitJob, iso, reader, render_job, to_spec, writer
+from sojourn.api.dialects.native.jobs import SubmitJob, iso, reader, renderer, to_spec, writer
 from sojourn.services.errors import ServiceError
 
 router = APIRouter(prefix="/api/v1", tags=["batches"])
@@ -50,6 +50,7 @@ async def submit_batch(body: SubmitBatch, principal: Principal = Depends(writer)
 async def get_batch(batch_id: str, principal: Principal = Depends(reader), svc: BatchService = Depends(batches)) -> dict[str, Any]:
     batch = svc.get(batch_id, principal)
     views = await svc.jobs(batch.id)
+    render = renderer(svc.svc)
     summary = svc.summary(batch, [v.status for v in views])
     return {
         "batchId": batch.id,
@@ -58,5 +59,5 @@ async def get_batch(batch_id: str, principal: Principal = Depends(reader), svc: 
         "maxConcurrent": batch.max_concurrent,
         "createdAt": iso(batch.created_at),
         "jobIds": json.loads(batch.job_ids),
-        "jobs": [render_job(v) for v in views],
+        "jobs": [await render(v) for v in views],
     }

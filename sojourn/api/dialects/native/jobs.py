@@ -7,8 +7,9 @@ the documented response.
 from __future__ import annotations
 
 import base64
+import re
 from datetime import date, datetime, time, timezone
-from typing import Any, Literal
+from typing import Any, Awaitable, Callable, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -121,7 +122,44 @@ def screenshot_ids(view: JobView) -> list[str]:
     return [a.id for a in view.manifest.artifacts if a.kind == "screenshot"]
 
 
-def render_job(view: JobView) -> dict[str, Any]:
+def camel(value: Any) -> Any:
+    """snake_case keys (of Sojourn's own records: steps, moves) as the spec writes them, camelCase, recursively."""
+    if isinstance(value, dict):
+        return {re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), str(k)): camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel(v) for v in value]
+    return value
+
+
+def is_image_answer(view: JobView) -> bool:
+    m = view.manifest
+    return view.status == "completed" and m is not None and m.kind == "agent" and view.tag("type") == "browseWebAndReturnImage"
+
+
+async def image_data_url(svc: JobService, view: JobView) -> str | None:
+    """The final screenshot of a browseWebAndReturnImage job as a data URL (the spec's `data`: "string or base64")."""
+    if not is_image_answer(view):
+        return None
+    shots = [a for a in view.manifest.artifacts if a.kind == "screenshot"]  # type: ignore[union-attr]
+    if not shots:
+        return None
+    try:
+        data = await svc.store.read_bytes(shots[-1].path)
+    except FileNotFoundError:
+        return None
+    return f"data:{shots[-1].content_type or 'image/png'};base64," + base64.b64encode(data).decode()
+
+
+def renderer(svc: JobService) -> Callable[[JobView], Awaitable[dict[str, Any]]]:
+    """render_job with what it needs read from the artifact store (the image of an image job)."""
+    async def render(view: JobView) -> dict[str, Any]:
+        return render_job(view, image=await image_data_url(svc, view))
+    return render
+
+
+def render_job(view: JobView, *, image: str | None = None) -> dict[str, Any]:
+    """A job as the spec shows it. ``image``: the data URL of an image job's answer (see :func:`renderer`);
+    without it `data` falls back to the screenshot id."""
     out: dict[str, Any] = {
         "id": view.id,
         "type": view.tag("type") or "browse",
@@ -136,16 +174,16 @@ def render_job(view: JobView) -> dict[str, Any]:
     m = view.manifest
     if view.status == "completed" and m is not None and m.kind == "agent":
         shots = screenshot_ids(view)
-        image = view.tag("type") == "browseWebAndReturnImage"
+        is_image = view.tag("type") == "browseWebAndReturnImage"
         out["result"] = {
-            "type": "image" if image else "text",
-            "data": (shots[-1] if shots else None) if image else m.answer,
+            "type": "image" if is_image else "text",
+            "data": (image or (shots[-1] if shots else None)) if is_image else m.answer,
             "screenshots": shots,
             "metadata": {
                 "planner": (m.data or {}).get("planner"),
                 "urlsVisited": (m.data or {}).get("urlsVisited", []),
                 "stepsTaken": len((m.data or {}).get("moves", [])),
-                "moves": (m.data or {}).get("moves", []),
+                "moves": camel((m.data or {}).get("moves", [])),
                 "finalScreenshotUrl": f"/api/v1/screenshots/{shots[-1]}" if shots else None,
             },
         }
@@ -157,7 +195,7 @@ def render_job(view: JobView) -> dict[str, Any]:
             "data": m.answer if m.answer is not None else m.data,
             "screenshots": shots,
             "metadata": {
-                "steps": [s.model_dump(mode="json") for s in m.steps],
+                "steps": [camel(s.model_dump(mode="json")) for s in m.steps],
                 "artifacts": [{"id": a.id, "name": a.name, "kind": a.kind, "size": a.size, "contentType": a.content_type} for a in m.artifacts],
                 "messages": m.messages,
                 "cachedFrom": m.cached_from,
@@ -242,7 +280,8 @@ async def list_jobs(
     views, total = await svc.list(
         principal, status=statuses, priority=priority, created_from=start, created_to=end, sort=SORTS[sort], limit=take, offset=skip,
     )
-    out: dict[str, Any] = {"jobs": [render_job(v) for v in views], "total": total, "hasMore": skip + len(views) < total}
+    render = renderer(svc)
+    out: dict[str, Any] = {"jobs": [await render(v) for v in views], "total": total, "hasMore": skip + len(views) < total}
     if page:
         out.update(page=page, size=take)
     else:
@@ -264,7 +303,7 @@ async def get_job(
     svc: JobService = Depends(jobs),
 ) -> dict[str, Any]:
     view = await svc.wait(job_id, principal, wait) if wait else await svc.get(job_id, principal)
-    return render_job(view)
+    return await renderer(svc)(view)
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel a job")

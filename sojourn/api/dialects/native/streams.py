@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from sojourn.services.principals import Principal
-from sojourn.api.dialects.native.jobs import jobs, reader, render_job
+from sojourn.api.dialects.native.jobs import jobs, reader, renderer
 from sojourn.services.errors import ServiceError
 from sojourn.services.jobs import JobService
 from sojourn.services.streams import Follower
@@ -38,7 +38,7 @@ def sse_frame(message: dict[str, Any]) -> bytes:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def job_events(job_id: str, request: Request, principal: Principal = Depends(reader), svc: JobService = Depends(jobs)) -> StreamingResponse:
-    follower = Follower(svc, principal, render_job)
+    follower = Follower(svc, principal, renderer(svc))
     first = await follower.follow(job_id)  # 404 before the stream starts
 
     async def body() -> AsyncIterator[bytes]:
@@ -75,7 +75,7 @@ async def job_stream(websocket: WebSocket) -> None:
         await websocket.close(code=4401 if exc.status == 401 else 4403, reason=exc.message[:120])
         return
     await websocket.accept()
-    follower = Follower(svc, principal, render_job)
+    follower = Follower(svc, principal, renderer(svc))
     async def pump() -> None:
         async for message in follower.messages():
             await websocket.send_json(message if message is not None else {"type": "ping"})

@@ -25,10 +25,17 @@ def stored_secret(settings: Settings, filename: str, make: Callable[[], str]) ->
     return path.read_text().strip()
 
 
-def fernet(settings: Settings):  # type: ignore[no-untyped-def]
-    """Encrypts what must be recoverable (webhook secrets): SOJOURN_SECRET_KEY, else a generated key file."""
+def fernet_key(settings: Settings) -> bytes:
+    """Sojourn's secret: SOJOURN_SECRET_KEY, else a key generated once under SOJOURN_HOME."""
     from cryptography.fernet import Fernet
 
     if settings.secret_key:
-        return Fernet(settings.secret_key.get_secret_value().encode())
-    return Fernet(stored_secret(settings, "secret.key", lambda: Fernet.generate_key().decode()).encode())
+        return settings.secret_key.get_secret_value().encode()
+    return stored_secret(settings, "secret.key", lambda: Fernet.generate_key().decode()).encode()
+
+
+def fernet(settings: Settings):  # type: ignore[no-untyped-def]
+    """Encrypts what must be recoverable (webhook secrets)."""
+    from cryptography.fernet import Fernet
+
+    return Fernet(fernet_key(settings))

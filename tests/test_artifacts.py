@@ -123,12 +123,46 @@ async def test_progress_is_readable_while_the_job_runs(site):
     assert parse_progress(progress.description, float(progress.data)) == {"currentStep": "Done", "stepsCompleted": 3, "totalSteps": 3, "percentage": 100}
 
 
-async def test_prefect_ui_shows_the_captures(site):
+async def test_prefect_ui_links_are_signed_for_one_capture(site):
+    """The captures artifact links each capture with a signed, expiring link, never an API key."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from sojourn.settings import get_settings
+    from sojourn.signed_links import signed_url, verify
+
     m = await run_job({"steps": [{"url": site.url("/")}], "capture": ["screenshot", "pdf"]})
     arts = await _flow_run_artifacts(uuid.UUID(m.job_id))
-    markdown = [a for a in arts if a.type == "markdown"]
-    assert markdown and "page.pdf" in markdown[0].data
-    assert f"![screenshot.png](http://127.0.0.1:8000/api/v1/jobs/{m.job_id}/artifacts/screenshot.png)" in markdown[0].data
+    markdown = [a for a in arts if a.type == "markdown"][0].data
+    settings = get_settings()
+    prefix = f"{settings.public_base}/api/v1/jobs/{m.job_id}/artifacts/"
+    assert f"![screenshot.png]({prefix}screenshot.png?expires=" in markdown and f"({prefix}page.pdf?expires=" in markdown
+    assert settings.admin_key is None or settings.admin_key.get_secret_value() not in markdown
+    link = urlsplit(signed_url(settings, m.job_id, "page.pdf"))
+    q = {k: v[0] for k, v in parse_qs(link.query).items()}
+    assert verify(settings, m.job_id, "page.pdf", q["expires"], q["signature"])
+    assert not verify(settings, m.job_id, "screenshot.png", q["expires"], q["signature"])  # one capture only
+    assert not verify(settings, m.job_id, "page.pdf", str(int(q["expires"]) + 1), q["signature"])  # expiry is signed
+    old = signed_url(settings, m.job_id, "page.pdf", ttl=10, now=0)  # expired long ago
+    oq = {k: v[0] for k, v in parse_qs(urlsplit(old).query).items()}
+    assert not verify(settings, m.job_id, "page.pdf", oq["expires"], oq["signature"])
+
+
+async def test_prefect_ui_links_to_s3_captures_are_presigned(site, s3_settings):
+    """With an S3 store the captures artifact links to S3 itself: real presigned URLs that need no credentials."""
+    import re
+
+    import httpx
+
+    m = await run_job({"steps": [{"url": site.url("/")}], "capture": ["screenshot"]})
+    markdown = [a for a in await _flow_run_artifacts(uuid.UUID(m.job_id)) if a.type == "markdown"][0].data
+    url = re.search(r"!\[screenshot.png\]\(([^)]+)\)", markdown).group(1)
+    assert url.startswith(s3_settings[0].s3_endpoint_url) and "X-Amz-Signature=" in url and "X-Amz-Expires=604800" in url
+    async with httpx.AsyncClient() as http:  # no credentials of any kind
+        r = await http.get(url)
+        assert r.status_code == 200 and png_image(r.content).size == (1280, 720)
+    # (moto's server does not check signatures, so a tampered URL is not tested here; the URL is botocore's own
+    # SigV4 presign, valid 7 days, the most SigV4 allows)
+    assert "X-Amz-Credential=" in url and "X-Amz-Date=" in url
 
 
 async def test_a_short_job_makes_no_progress_artifact_only_its_captures(site):

@@ -121,7 +121,8 @@ class ArtifactStore(WritableFileSystem):
     def storage_options(self) -> dict[str, Any]:
         if not self.url.startswith("s3://"):
             return {}
-        opts: dict[str, Any] = {}
+        # SigV4 throughout, presigned URLs included (botocore would presign with the deprecated SigV2 otherwise).
+        opts: dict[str, Any] = {"config_kwargs": {"signature_version": "s3v4"}}
         if self.access_key:
             opts["key"] = self.access_key
         if self.secret_key:
@@ -191,6 +192,13 @@ class ArtifactStore(WritableFileSystem):
     def exists(self, rel: str) -> bool:
         fs, path = self._full(rel)
         return fs.exists(path)
+
+    def presign(self, rel: str, seconds: int) -> str | None:
+        """A URL that reads this object without credentials for ``seconds`` (S3 stores; None for a local folder)."""
+        if not self.url.startswith("s3://"):
+            return None
+        fs, path = self._full(rel)
+        return fs.sign(path, expiration=seconds)
 
     async def delete(self, rel: str) -> None:
         fs, path = self._full(rel)

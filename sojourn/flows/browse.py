@@ -184,7 +184,7 @@ async def close_out(store: ArtifactStore, manifest: Manifest, progress: Progress
     manifest.finished_at = datetime.now(timezone.utc)
     # Independent round trips, at once: they are most of a short job's tail.
     final_progress = progress.update(done=progress.total, current="Done", final=True) if manifest.status == "completed" else progress.flush()
-    await asyncio.gather(store.write_manifest(manifest), publish_to_ui(manifest), final_progress)
+    await asyncio.gather(store.write_manifest(manifest), publish_to_ui(manifest, store), final_progress)
 
 
 def _browser_died(handle: Any) -> bool:

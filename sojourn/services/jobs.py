@@ -297,10 +297,11 @@ class JobService:
     def owns(principal: Principal, owner: str) -> bool:
         return principal.is_admin or owner == principal.name
 
-    async def row(self, job_id: str, principal: Principal) -> Job:
-        """The job's ledger row, if this principal may see it (else 404: never reveal another tenant's job exists)."""
+    async def row(self, job_id: str, principal: Principal | None) -> Job:
+        """The job's ledger row, if this principal may see it (else 404: never reveal another tenant's job exists).
+        ``None``: no principal, the caller holds a permission for this job (a signed link, :mod:`sojourn.signed_links`)."""
         row = await self.ledger.get(job_id) if len(job_id) <= 64 else None
-        if row is None or not self.owns(principal, row.owner):
+        if row is None or (principal is not None and not self.owns(principal, row.owner)):
             raise self.not_found(job_id)
         if self.retention.may_have_expired(row.created_at):  # rare: only jobs about to be swept read Prefect here
             view = self._final.get(job_id) or await self.read(row, with_progress=False)
@@ -576,7 +577,7 @@ class JobService:
                 return
 
     # ------------------------------------------------------------------ outputs
-    async def artifact(self, job_id: str, name: str, principal: Principal) -> tuple[ArtifactRecord, bytes]:
+    async def artifact(self, job_id: str, name: str, principal: Principal | None) -> tuple[ArtifactRecord, bytes]:
         await self.row(job_id, principal)
         manifest = await self.store.read_manifest(job_id)
         record = next((a for a in (manifest.artifacts if manifest else []) if a.name == name), None)

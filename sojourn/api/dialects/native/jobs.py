@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from prefect.client.schemas.sorting import FlowRunSort
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sojourn import signed_links
 from sojourn.services.principals import Principal
 from sojourn.api.errors import invalid_input
 from sojourn.services.errors import ServiceError
@@ -356,8 +357,19 @@ async def download_screenshot(screenshot_id: str, principal: Principal = Depends
 
 
 @router.get("/jobs/{job_id}/artifacts/{name}", summary="Download any capture of a job (PDF, video, HTML, ...)")
-async def get_artifact(job_id: str, name: str, principal: Principal = Depends(reader), svc: JobService = Depends(jobs)) -> Response:
-    rec, data = await svc.artifact(job_id, name, principal)
+async def get_artifact(
+    job_id: str, name: str, request: Request,
+    expires: str | None = Query(None, description="with `signature`: a signed link (the Prefect UI's), no API key needed"),
+    signature: str | None = Query(None),
+    svc: JobService = Depends(jobs),
+) -> Response:
+    if expires is not None or signature is not None:
+        if not signed_links.verify(svc.settings, job_id, name, expires or "", signature or ""):
+            raise ServiceError(403, "INVALID_SIGNATURE", "This link's signature is not valid for this capture, or the link has expired.",
+                               {"jobId": job_id, "name": name})
+        rec, data = await svc.artifact(job_id, name, None)  # the signature is the permission
+    else:
+        rec, data = await svc.artifact(job_id, name, reader(request))
     return Response(data, media_type=rec.content_type)
 
 

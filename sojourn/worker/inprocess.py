@@ -39,6 +39,7 @@ from prefect.context import AsyncClientContext
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
 from prefect.flow_engine import run_flow
+from prefect.settings import PREFECT_API_URL
 from prefect.states import AwaitingRetry, Cancelled
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
@@ -109,6 +110,9 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         self._running: dict[uuid.UUID, asyncio.Task[Any]] = {}
         self._cancel_requested: set[uuid.UUID] = set()
         self._cancelling: set[uuid.UUID] = set()
+        self._stop: asyncio.Event | None = None
+        self._pool_id: uuid.UUID | None = None  # the pool's id when this worker joined it
+        self.replaced = False  # the Prefect server was replaced under it (see _stop_if_server_replaced)
         self._in_engine: set[uuid.UUID] = set()  # runs Prefect's engine has taken over (a cancel then goes through the flow)
         self._handed_back: set[uuid.UUID] = set()
         self._wake = asyncio.Event()
@@ -368,6 +372,8 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                     break
                 await asyncio.sleep(0.1)
                 await self.sync_with_backend()
+            self._stop = stop
+            self._pool_id = self._work_pool.id if self._work_pool is not None else None
             loops = [
                 asyncio.ensure_future(self._heartbeat_loop()),
                 asyncio.ensure_future(self._poll_loop()),
@@ -401,11 +407,25 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         while True:
             try:
                 await asyncio.wait_for(self.sync_with_backend(), timeout=2 * interval)
+                self._stop_if_server_replaced()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.debug("heartbeat failed (%r); next in %s s", exc, interval)
             await asyncio.sleep(interval * random.uniform(0.9, 1.1))
+
+    def _stop_if_server_replaced(self) -> None:
+        """The pool this worker joined has another id now: the Prefect server at this address is not the one it
+        started with (restarted on a new database, or another stack on the same port). Its runs and this
+        worker's are strangers to each other; feeding it this worker's events corrupts its records, so stop."""
+        pool = self._work_pool
+        if self.replaced or pool is None or self._pool_id is None or pool.id == self._pool_id:
+            return
+        self.replaced = True
+        log.error("the Prefect server at %s is not the one this worker joined (pool %r was %s, is now %s); stopping",
+                  PREFECT_API_URL.value(), pool.name, self._pool_id, pool.id)
+        if self._stop is not None:
+            self._stop.set()
 
     async def _report_stats(self) -> None:
         """Each heartbeat, what this worker holds, as a Prefect event (the API's /metrics reads them)."""
@@ -513,10 +533,13 @@ def run_worker(settings: Settings | None = None, *, name: str | None = None, lim
     holder: dict[str, asyncio.Event] = {}
     failure: list[BaseException] = []
 
+    workers: list[SojournWorker] = []
+
     async def main() -> None:
         holder["stop"] = asyncio.Event()
         ready.set()
-        await SojournWorker(**kwargs).serve(stop=holder["stop"])
+        workers.append(SojournWorker(**kwargs))
+        await workers[0].serve(stop=holder["stop"])
 
     def target() -> None:
         asyncio.set_event_loop(loop)
@@ -542,7 +565,7 @@ def run_worker(settings: Settings | None = None, *, name: str | None = None, lim
         thread.join(0.5)
     if failure:
         log.error("worker failed: %r", failure[0])
-    _leave(1 if failure else 0)
+    _leave(1 if failure or (workers and workers[0].replaced) else 0)
 
 
 def _leave(status: int, flush_within: float = 5.0) -> None:

@@ -88,7 +88,11 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10.0, gt=0, description="seconds a webhook receiver has to answer")
 
     # Scrape-jobs dialect (/scrape).
-    # (scrape settings go here)
+    scrape_daily_job_limit: int = Field(default=500, ge=1, description="scrape-jobs: jobs per project per day when the project sets no daily_job_limit")
+    scrape_target_retries: int = Field(default=2, ge=0, description="scrape-jobs: retries of a failing target (exponential backoff)")
+    scrape_retry_delay: float = Field(default=1.0, ge=0, description="scrape-jobs: first retry delay of a target, seconds (doubles each retry)")
+    scrape_parallel_domains: int = Field(default=3, ge=1, description="scrape-jobs: domains one job reads at once (targets on one domain run one after another)")
+    scrape_sweep_seconds: float = Field(default=30.0, gt=0, description="scrape-jobs: how often ended jobs whose results were not ingested yet are looked for")
 
     # Task Engine dialect (/taskengine).
     # (taskengine settings go here)

@@ -28,6 +28,7 @@ QUEUES: dict[str, int] = {"high": 1, "normal": 2, "low": 3}
 FLOWS: dict[str, str] = {
     "browse": "sojourn.flows.browse:browse",
     "agent": "sojourn.flows.agent:agent",
+    "scrape": "sojourn.flows.scrape:scrape",
 }
 
 

@@ -98,7 +98,12 @@ class Settings(BaseSettings):
     # (taskengine settings go here)
 
     # fastlane dialect (/fastlane).
-    # (fastlane settings go here)
+    fastlane_auth: bool = Field(default=True, description="fastlane dialect: require an API key (Basic auth with the key as password, X-API-Key or Bearer); false for a private deployment")
+    fastlane_image_aliases: dict[str, str] = Field(
+        default_factory=lambda: {"browser": "chromium", "sojourn": "chromium", "mcr.microsoft.com/playwright": "chromium", "browserless/chrome": "chromium"},
+        description="fastlane image names (with or without a tag) that mean a browser kind (JSON object: image → chromium | firefox)")
+    fastlane_per_page: int = Field(default=10, ge=1, le=1000, description="fastlane task list page size")
+    fastlane_webhook_timeout: float = Field(default=1.0, gt=0, description="seconds a fastlane webhook receiver has to answer (fastlane's own: 1)")
 
     @property
     def public_base(self) -> str:

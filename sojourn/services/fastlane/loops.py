@@ -1,0 +1,178 @@
+"""The fastlane dialect's background work in every API process: noticing ends, firing crons, delivering hooks.
+
+- ``watch``: Prefect events of fastlane runs (tag ``dialect:fastlane``) → read that execution now, so its
+  retry and hooks follow its end at once.
+- ``sweep``: every few seconds, every execution not final yet is read (nothing is lost to a dropped event
+  or an API restart), and expirations are enforced.
+- ``cron``: jobs whose next firing is due get one execution each (a scheduled flow run at the firing time,
+  made a few seconds ahead); the claim is a conditional update, so several API processes fire it once.
+- ``deliver``: the webhook outbox, with fastlane's body, per-hook headers and retries, 5, 10, 20 … s apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+from typing import Any, Coroutine
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from sojourn.browser.url_policy import check_host
+from sojourn.services.fastlane.cron import next_firing
+from sojourn.services.fastlane.service import FastlaneService, iso
+from sojourn.store.clock import aware, utcnow
+from sojourn.store.db import session
+from sojourn.store.fastlane import FastlaneExecution, FastlaneHookDelivery, FastlaneJob
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 3.0
+CRON_AHEAD = timedelta(seconds=5)
+
+
+def loops(svc: FastlaneService) -> list[Coroutine[Any, Any, None]]:
+    svc.hooks_woken = asyncio.Event()
+    return [watch(svc), sweep(svc), cron(svc), deliver(svc)]
+
+
+async def watch(svc: FastlaneService) -> None:
+    queue = svc.jobs.hub.listen()
+    while True:
+        item = await queue.get()
+        if not item["event"].startswith("prefect.flow-run.") or "dialect:fastlane" not in item.get("tags", ()) or not item.get("job_id"):
+            continue
+        try:
+            ex = svc.by_ledger_job(item["job_id"])
+            if ex is not None and not ex.final:
+                await svc.refresh(ex)
+        except Exception as exc:
+            log.warning("fastlane: could not follow %s: %r", item["job_id"], exc)
+
+
+async def sweep(svc: FastlaneService) -> None:
+    while True:
+        try:
+            pending = svc.unfinished()
+            if pending:
+                await svc.current(pending)
+        except Exception as exc:
+            log.warning("fastlane sweep: %r", exc)
+        await asyncio.sleep(SWEEP_SECONDS)
+
+
+async def cron(svc: FastlaneService) -> None:
+    while True:
+        try:
+            await fire_due(svc)
+        except Exception as exc:
+            log.warning("fastlane cron: %r", exc)
+        await asyncio.sleep(1.0)
+
+
+async def fire_due(svc: FastlaneService) -> None:
+    now = utcnow()
+    with session(svc.db) as db:
+        due = list(db.exec(select(FastlaneJob).where(
+            FastlaneJob.cron != None, FastlaneJob.stopped == False, FastlaneJob.next_run_at != None,  # noqa: E711,E712
+            col(FastlaneJob.next_run_at) <= now + CRON_AHEAD)))
+    for job in due:
+        firing = aware(job.next_run_at)
+        assert firing is not None and job.cron
+        following = next_firing(job.cron, firing)
+        with session(svc.db) as db:
+            claimed = db.execute(update(FastlaneJob).where(col(FastlaneJob.id) == job.id, col(FastlaneJob.next_run_at) == job.next_run_at,
+                                                           col(FastlaneJob.stopped) == False)  # noqa: E712
+                                 .values(next_run_at=following))
+            db.commit()
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            await svc.create_execution(job, run_at=max(firing, now))
+
+
+async def deliver(svc: FastlaneService) -> None:
+    woken = svc.hooks_woken
+    async with httpx.AsyncClient(timeout=svc.settings.fastlane_webhook_timeout, follow_redirects=False) as http:
+        while True:
+            try:
+                rows = _claim(svc)
+                if rows:
+                    await asyncio.gather(*(_send(svc, http, r) for r in rows))
+            except Exception as exc:
+                log.warning("fastlane hooks: %r", exc)
+                rows = []
+            if not rows:
+                woken.clear()
+                try:
+                    await asyncio.wait_for(woken.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+
+
+def _claim(svc: FastlaneService, limit: int = 20) -> list[FastlaneHookDelivery]:
+    now = utcnow()
+    lease = now + timedelta(seconds=60)
+    out = []
+    with session(svc.db) as db:
+        due = list(db.exec(select(FastlaneHookDelivery).where(FastlaneHookDelivery.status == "pending", col(FastlaneHookDelivery.next_attempt_at) <= now)
+                           .order_by(col(FastlaneHookDelivery.next_attempt_at)).limit(limit)))
+        for row in due:
+            r = db.execute(update(FastlaneHookDelivery).where(col(FastlaneHookDelivery.id) == row.id, col(FastlaneHookDelivery.status) == "pending",
+                                                              col(FastlaneHookDelivery.next_attempt_at) == row.next_attempt_at)
+                           .values(next_attempt_at=lease))
+            if r.rowcount == 1:  # type: ignore[attr-defined]
+                out.append(row)
+        db.commit()
+    return out
+
+
+async def _send(svc: FastlaneService, http: httpx.AsyncClient, row: FastlaneHookDelivery) -> None:
+    attempt = row.attempts + 1
+    headers = {"Content-Type": "application/json", **{str(k): str(v) for k, v in json.loads(row.headers or "{}").items()}}
+    code: int | None = None
+    error: str | None = None
+    decision = await check_host(urlsplit(row.url).hostname or "")
+    if not decision.allowed:
+        error = f"blocked by the URL policy: {decision.reason}"
+        attempt = row.retries + 1  # no point in trying again
+    else:
+        try:
+            response = await http.post(row.url, content=row.payload.encode(), headers=headers)
+            code = response.status_code
+            if code > 399:
+                error = f"receiver answered {code}"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+    _record(svc, row, attempt, code, error)
+    with session(svc.db) as db:
+        r = db.get(FastlaneHookDelivery, row.id)
+        if r is None:
+            return
+        r.attempts, r.last_status_code, r.last_error = attempt, code, error
+        if error is None:
+            r.status = "delivered"
+        elif attempt > r.retries:
+            r.status = "failed"
+        else:
+            r.next_attempt_at = utcnow() + timedelta(seconds=5 * 2 ** (attempt - 1))  # 5, 10, 20 … s
+        db.add(r)
+        db.commit()
+
+
+def _record(svc: FastlaneService, row: FastlaneHookDelivery, attempt: int, code: int | None, error: str | None) -> None:
+    """``webhookDispatch`` in the execution's metadata: one entry per attempt."""
+    with session(svc.db) as db:
+        ex = db.get(FastlaneExecution, row.execution_id)
+        if ex is None:
+            return
+        meta = json.loads(ex.metadata_json or "{}")
+        meta.setdefault("webhookDispatch", []).append({
+            "timestamp": iso(utcnow()), "url": row.url, "event": row.event, "attempt": attempt,
+            "statusCode": code, "error": error,
+        })
+        ex.metadata_json = json.dumps(meta)
+        db.add(ex)
+        db.commit()

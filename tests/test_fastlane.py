@@ -1,0 +1,463 @@
+"""The fastlane dialect at /fastlane, over HTTP against the real API, worker, Prefect and Chromium.
+
+Derived from fastlane's own API and functional tests: enqueue with and without a Content-Type, a second
+job in a task, startAt/startIn, PUT re-scheduling, failures with retries and their webhooks, stop and
+retry, stdout/stderr/logs with the exit-code header, pagination and search, healthcheck and status,
+WebSocket frames, expiration, timeout, auth and tenant isolation.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import png_image
+from tests.test_native_api import new_key
+
+FINAL = {"done", "failed", "timedout", "expired"}
+
+
+class Pages:
+    """This module's own site: pages for the browser and webhook receivers that record what they get."""
+
+    def __init__(self) -> None:
+        self.hooks: dict[str, list[tuple[dict[str, str], dict[str, Any]]]] = {}
+        self.calls: dict[str, int] = {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes = b"", ctype: str = "text/html; charset=utf-8") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                path, _, query = self.path.partition("?")
+                if path == "/hello":
+                    return self._send(200, b"<title>Hello</title><h1>Hello fastlane</h1><p>It works.</p>")
+                if path == "/console-error":
+                    return self._send(200, b"<title>Err</title><p>page</p><script>console.error('boom from page')</script>")
+                if path == "/slow":
+                    time.sleep(float(query.split("=", 1)[1]) if "=" in query else 30)
+                    return self._send(200, b"<title>Slow</title><p>late</p>")
+                return self._send(404, b"not here")
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                name = self.path.strip("/").split("?")[0]
+                outer.calls[name] = outer.calls.get(name, 0) + 1
+                if name.startswith("flaky") and outer.calls[name] == 1:
+                    return self._send(500)
+                outer.hooks.setdefault(name, []).append(({k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
+                return self._send(200, b"{}", "application/json")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def wait_hooks(self, name: str, n: int, timeout: float = 60) -> list[tuple[dict[str, str], dict[str, Any]]]:
+        deadline = time.monotonic() + timeout
+        while len(self.hooks.get(name, [])) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        got = self.hooks.get(name, [])
+        assert len(got) >= n, f"{name}: {len(got)} deliveries of {n} after {timeout} s"
+        return got
+
+
+@pytest.fixture(scope="module")
+def pages():
+    p = Pages()
+    yield p
+    p.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def fl(stack):
+    """A client of tenant A at /fastlane, as a fastlane client would be configured (base URL only)."""
+    key = new_key(stack)
+    with httpx.Client(base_url=stack.base + "/fastlane", headers={"X-API-Key": key}, timeout=60) as c:
+        c.key = key  # type: ignore[attr-defined]
+        yield c
+
+
+@pytest.fixture(scope="module")
+def cron_job(fl, pages):
+    """A job firing every minute, made by the first test so its first firing has happened by the last one."""
+    r = fl.post(f"/tasks/{task_name()}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "cron": "* * * * *"})
+    assert r.status_code == 200 and r.json()["executionId"] is None, r.text
+    return r.json()
+
+
+def wait_execution(fl: httpx.Client, url: str, statuses: set[str] = FINAL, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = fl.get(url)
+        assert r.status_code == 200, r.text
+        ex = r.json()["execution"]
+        if ex["status"] in statuses:
+            return ex
+        assert time.monotonic() < deadline, f"execution still {ex['status']} after {timeout} s"
+        time.sleep(0.3)
+
+
+def wait_job(fl: httpx.Client, url: str, check, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = fl.get(url).json()["job"]
+        if check(job):
+            return job
+        assert time.monotonic() < deadline, f"job never got there: {json.dumps(job)[:2000]}"
+        time.sleep(0.3)
+
+
+def task_name() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+# ------------------------------------------------------------------ the core flow
+
+
+def test_screenshot_job_end_to_end(fl, pages, stack, cron_job):
+    task = task_name()
+    # curl without a Content-Type: the JSON body is read anyway
+    r = fl.post(f"/tasks/{task}/", content=json.dumps({"image": "chromium", "command": f"screenshot {pages.url('/hello')}",
+                                                        "metadata": {"username": "heynemann"}}).encode())
+    assert r.status_code == 200, r.text
+    reply = r.json()
+    assert set(reply) == {"taskId", "jobId", "executionId", "executionUrl", "queueJobId", "jobUrl", "taskUrl"}
+    assert reply["taskId"] == task and reply["executionId"] and reply["queueJobId"]
+    assert reply["taskUrl"] == f"{stack.base}/fastlane/tasks/{task}/"
+    assert reply["jobUrl"] == f"{stack.base}/fastlane/tasks/{task}/jobs/{reply['jobId']}/"
+    assert reply["executionUrl"] == f"{reply['jobUrl']}executions/{reply['executionId']}/"
+
+    ex = wait_execution(fl, reply["executionUrl"])
+    assert ex["status"] == "done", ex
+    assert ex["exitCode"] == 0 and ex["image"] == "chromium" and ex["command"].startswith("screenshot ")
+    assert ex["startedAt"] and ex["finishedAt"] and "+" not in ex["createdAt"] and "T" in ex["createdAt"]
+    out = json.loads(ex["log"])
+    assert out["steps"][0]["title"] == "Hello"
+    shot = next(c for c in out["captures"] if c["kind"] == "screenshot")
+    img = fl.get(shot["url"])
+    assert img.status_code == 200 and img.headers["content-type"] == "image/png"
+    assert png_image(img.content).width > 100
+
+    # stdout / stderr / logs, job-level (the last execution) and execution-level, both slash forms
+    for path in (f"{reply['jobUrl']}stdout/", f"{reply['executionUrl']}stdout", f"{reply['jobUrl']}stdout"):
+        r = fl.get(path)
+        assert r.status_code == 200 and r.headers["Fastlane-Exit-Code"] == "0" and r.headers["content-type"].startswith("text/plain")
+        assert json.loads(r.text)["captures"]
+    logs = fl.get(f"{reply['jobUrl']}logs/").text
+    assert logs == ex["log"] + "\n-=-\n" + ex["error"]
+
+    # a second job in the same task
+    r2 = fl.post(f"/tasks/{task}", json={"image": "chromium:latest", "command": f"html {pages.url('/hello')}"})
+    assert r2.status_code == 200 and r2.json()["jobId"] != reply["jobId"]
+    t = fl.get(f"/tasks/{task}").json()
+    assert t["taskId"] == task and {j["id"] for j in t["jobs"]} == {reply["jobId"], r2.json()["jobId"]}
+    assert all(j["url"].endswith(f"/jobs/{j['id']}/") and j["createdAt"] for j in t["jobs"])
+
+    job = fl.get(reply["jobUrl"]).json()
+    assert job["task"] == {"id": task, "url": reply["taskUrl"]}
+    j = job["job"]
+    assert j["executionCount"] == 1 and j["scheduled"] is False and j["taskId"] == task and j["image"] == "chromium"
+    assert j["metadata"]["custom"] == {"username": "heynemann"} and j["metadata"]["retries"] == 0
+    assert j["executions"][0]["executionId"] == reply["executionId"] and j["executions"][0]["url"] == reply["executionUrl"]
+    assert j["executions"][0]["log"] == ex["log"]
+
+    # the task list: fastlane's pagination keys
+    listing = fl.get("/tasks/").json()
+    assert {"items", "total", "page", "pages", "perPage", "hasNext", "hasPrev", "nextUrl", "prevUrl"} <= set(listing)
+    assert listing["perPage"] == 10 and listing["page"] == 1
+    item = next(i for i in listing["items"] if i["taskId"] == task)
+    assert item["jobsCount"] == 2 and item["url"] == reply["taskUrl"]
+
+
+def test_text_command_envs_console_errors_and_redaction(fl, pages):
+    task = task_name()
+    r = fl.post(f"/tasks/{task}", json={
+        "image": "browser", "command": "text ${PAGE}", "envs": {"PAGE": pages.url("/hello"), "API_KEY": "hunter2", "MY_PASSWORD": "x"},
+    })
+    assert r.status_code == 200, r.text
+    ex = wait_execution(fl, r.json()["executionUrl"])
+    assert ex["status"] == "done" and "Hello fastlane" in ex["log"] and "It works." in ex["log"]
+    assert ex["command"] == "text ${PAGE}"  # stored and echoed verbatim
+    envs = fl.get(r.json()["jobUrl"]).json()["job"]["metadata"]["envs"]
+    assert envs == {"PAGE": pages.url("/hello"), "API_KEY": "***", "MY_PASSWORD": "***"}
+
+    r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": json.dumps({"steps": [{"url": pages.url("/console-error")}]})})
+    ex = wait_execution(fl, r.json()["executionUrl"])
+    assert ex["status"] == "done" and "console.error: boom from page" in ex["error"]
+    assert json.loads(ex["log"])["steps"][0]["title"] == "Err"
+
+
+def test_enqueue_errors_as_fastlane_sends_them(fl):
+    task = task_name()
+    cases = [
+        (b"{not json", "Failed to enqueue task because JSON body could not be parsed."),
+        (json.dumps({"image": "chromium"}).encode(), "image and command must be filled in the request."),
+        (json.dumps({"image": "chromium", "command": "text http://x", "startIn": "1m", "cron": "* * * * *"}).encode(),
+         "Only ONE of 'startAt', 'startIn' and 'cron' should be in the request."),
+    ]
+    for body, message in cases:
+        r = fl.post(f"/tasks/{task}/", content=body)
+        assert r.status_code == 400 and r.text == message and r.headers["content-type"].startswith("text/plain"), r.text
+    r = fl.put(f"/tasks/{task}/jobs/not-a-uuid/", json={"image": "chromium", "command": "text http://x"})
+    assert r.status_code == 400 and r.text == "The job_id not-a-uuid is not a valid UUID4. All job IDs must be UUID4."
+    r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": "text http://x", "startIn": "soon"})
+    assert r.status_code == 400 and "startIn" in r.text
+
+    # lookups: {"error", "operation"}
+    assert fl.get(f"/tasks/{task}").json() == {"error": "Task not found.", "operation": "get_task"}
+    jid = str(uuid.uuid4())
+    r = fl.get(f"/tasks/{task}/jobs/{jid}/")
+    assert r.status_code == 404 and r.json()["error"] == f"Task ({task}) or Job ({jid}) not found."
+    for page in ("abc", "0", "-1"):
+        r = fl.get("/tasks", params={"page": page})
+        assert r.status_code == 400 and r.json() == {"error": "Tasks pagination page param should be a positive integer.", "operation": "get_tasks"}
+    assert fl.get("/tasks", params={"page": 99999}).status_code == 404
+    r = fl.get("/search/")
+    assert r.status_code == 400 and r.json()["error"] == "The query param is required."
+
+
+def test_unknown_image_and_command_fail_with_readable_errors(fl):
+    task = task_name()
+    r = fl.post(f"/tasks/{task}", json={"image": "ubuntu:latest", "command": "ls -lah"})
+    assert r.status_code == 200, r.text  # accepted, as fastlane does
+    ex = wait_execution(fl, r.json()["executionUrl"], timeout=10)
+    assert ex["status"] == "failed" and ex["error"].startswith("Failed to pull image ubuntu:latest")
+    r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": "ls -lah"})
+    ex = wait_execution(fl, r.json()["executionUrl"], timeout=10)
+    assert ex["status"] == "failed" and ex["exitCode"] == 1 and "ls: not found" in ex["error"]
+    r = fl.get(r.json()["jobUrl"] + "stderr")
+    assert r.headers["Fastlane-Exit-Code"] == "1" and "ls: not found" in r.text
+
+
+def test_retries_make_new_executions_and_fire_hooks(fl, pages):
+    task = task_name()
+    failing = json.dumps({"steps": [{"url": pages.url("/hello"), "actions": ["page.waitForSelector('#absent', {timeout: 300})"]}]})
+    hooks = {
+        "fails": [{"url": pages.url(f"/fails-{task}"), "headers": {"X-Token": "abc"}}],
+        "finishes": [{"url": pages.url(f"/flaky-{task}"), "retries": 2}],  # the first delivery gets a 500, retried 5 s later
+        "succeeds": [{"url": pages.url(f"/succeeds-{task}")}],
+    }
+    r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": failing, "retries": 2, "webhooks": hooks,
+                                        "metadata": {"who": "me"}})
+    assert r.status_code == 200, r.text
+    job = wait_job(fl, r.json()["jobUrl"], lambda j: j["executionCount"] == 3 and all(e["status"] in FINAL for e in j["executions"]), timeout=120)
+    assert [e["status"] for e in job["executions"]] == ["failed"] * 3
+    assert job["executions"][-1]["executionId"] == r.json()["executionId"]  # newest first
+    assert job["metadata"]["retry_count"] == 2
+    created = sorted(e["createdAt"] for e in job["executions"])
+    assert created[0] < created[1] < created[2]
+    assert all("ACTION_FAILED" in e["error"] or "TIMEOUT" in e["error"] for e in job["executions"]), job["executions"][0]["error"]
+
+    fails = pages.wait_hooks(f"fails-{task}", 3)
+    headers, body = fails[0]
+    assert headers["x-token"] == "abc" and headers["content-type"] == "application/json"
+    assert body["job_id"] == job["executions"][0]["url"].split("/jobs/")[1].split("/")[0]
+    assert body["status"] == "failed" and body["metadata"]["custom"] == {"who": "me"} and body["exitCode"] == 1
+    assert {b["executionId"] for _, b in fails} == {e["executionId"] for e in job["executions"]}
+    pages.wait_hooks(f"flaky-{task}", 3, timeout=60)
+    assert pages.calls[f"flaky-{task}"] == 4  # one refused, retried
+    assert f"succeeds-{task}" not in pages.hooks
+    ex = fl.get(job["executions"][-1]["url"]).json()["execution"]
+    assert any(d["statusCode"] == 500 for d in ex["metadata"]["webhookDispatch"]) or any(
+        d["statusCode"] == 500 for e in job["executions"] for d in fl.get(e["url"]).json()["execution"]["metadata"].get("webhookDispatch", []))
+
+
+def test_start_at_and_start_in(fl, pages):
+    task = task_name()
+    now = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startAt": time.time()})
+    later = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "2s"})
+    for r in (now, later):
+        assert r.status_code == 200 and r.json()["executionId"] is None and r.json()["executionUrl"] is None, r.text
+    for r in (now, later):
+        job = wait_job(fl, r.json()["jobUrl"], lambda j: j["executions"] and j["executions"][0]["status"] in FINAL)
+        assert job["executionCount"] == 1 and job["executions"][0]["status"] == "done" and job["scheduled"] is False
+    ex = fl.get(later.json()["jobUrl"]).json()["job"]["executions"][0]
+    assert ex["startedAt"] >= ex["createdAt"]
+
+
+def test_put_creates_then_reschedules_with_the_new_command(fl, pages):
+    task, jid = task_name(), str(uuid.uuid4())
+    r = fl.put(f"/tasks/{task}/jobs/{jid}", json={"image": "chromium", "command": f"text {pages.url('/nope')}", "startIn": "1h"})
+    assert r.status_code == 200 and r.json()["jobId"] == jid and r.json()["executionId"] is None, r.text
+    assert fl.get(f"/tasks/{task}/jobs/{jid}").json()["job"]["scheduled"] is True
+    r = fl.put(f"/tasks/{task}/jobs/{jid}/", json={"image": "chromium", "command": f"text {pages.url('/hello')}"})
+    assert r.status_code == 200 and r.json()["executionId"]
+    ex = wait_execution(fl, r.json()["executionUrl"])
+    assert ex["status"] == "done" and "Hello fastlane" in ex["log"] and ex["command"] == f"text {pages.url('/hello')}"
+    job = fl.get(f"/tasks/{task}/jobs/{jid}").json()["job"]
+    assert job["executionCount"] == 1 and job["scheduled"] is False and job["command"] == ex["command"]
+
+
+def test_stop_retry_and_execution_stop(fl, pages):
+    task = task_name()
+    # retry messages
+    sched = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "1h"}).json()
+    r = fl.post(sched["jobUrl"] + "retry/")
+    assert r.status_code == 400 and r.json() == {"error": "Can't retry a scheduled job.", "operation": "retry_job"}
+    cron = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "cron": "0 0 1 1 *"}).json()
+    r = fl.post(cron["jobUrl"] + "retry")
+    assert r.status_code == 400 and r.json()["error"] == "No execution yet to retry."
+    status = fl.get("/status/").json()
+    listed = {j["jobId"]: j for j in status["jobs"]["scheduled"]}
+    assert cron["jobId"] in listed and listed[cron["jobId"]]["nextScheduledAt"] and sched["jobId"] in listed
+    # stop of a scheduled job (cron, and startIn): the schedule is gone
+    for job in (cron, sched):
+        r = fl.post(job["jobUrl"] + "stop/")
+        assert r.status_code == 200 and r.json() == {"taskId": task, "jobId": job["jobId"], "jobUrl": job["jobUrl"], "taskUrl": job["taskUrl"]}
+        assert fl.get(job["jobUrl"]).json()["job"]["scheduled"] is False
+    assert not {cron["jobId"], sched["jobId"]} & {j["jobId"] for j in fl.get("/status").json()["jobs"]["scheduled"]}
+    stopped = fl.get(sched["jobUrl"]).json()["job"]["executions"][0]
+    assert stopped["status"] == "failed" and "User stopped job execution manually." in stopped["error"]
+
+    # stop of a running job: its execution fails, and no retry follows
+    slow = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/slow?s=30')}", "retries": 3, "timeout": 120}).json()
+    wait_execution(fl, slow["executionUrl"], {"running"}, timeout=60)
+    assert fl.post(slow["jobUrl"] + "stop").status_code == 200
+    ex = wait_execution(fl, slow["executionUrl"], timeout=30)
+    assert ex["status"] == "failed" and "User stopped job execution manually." in ex["error"]
+    time.sleep(3)
+    assert fl.get(slow["jobUrl"]).json()["job"]["executionCount"] == 1
+
+    # execution stop, then retry makes a new execution of a finished job
+    slow2 = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/slow?s=30')}", "timeout": 120}).json()
+    wait_execution(fl, slow2["executionUrl"], {"running"}, timeout=60)
+    r = fl.post(slow2["executionUrl"] + "stop/")
+    assert r.status_code == 200 and r.json()["execution"] == {"id": slow2["executionId"], "url": slow2["executionUrl"]}
+    assert wait_execution(fl, slow2["executionUrl"], timeout=30)["status"] == "failed"
+    again = fl.post(slow2["jobUrl"] + "retry")
+    assert again.status_code == 200 and again.json()["executionId"] not in (None, slow2["executionId"])
+    assert fl.get(slow2["jobUrl"]).json()["job"]["executionCount"] == 2
+    fl.post(slow2["jobUrl"] + "stop")
+
+
+def test_timeout_and_expiration(fl, pages):
+    task = task_name()
+    hooks = {"finishes": [{"url": pages.url(f"/to-finishes-{task}")}], "fails": [{"url": pages.url(f"/to-fails-{task}")}]}
+    r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/slow?s=20')}", "timeout": 2, "webhooks": hooks})
+    ex = wait_execution(fl, r.json()["executionUrl"], timeout=60)
+    assert ex["status"] == "timedout" and ex["error"].startswith("Job execution timed out after 2 seconds."), ex
+    assert pages.wait_hooks(f"to-finishes-{task}", 1)[0][1]["status"] == "timedout"
+    assert f"to-fails-{task}" not in pages.hooks
+
+    ehooks = {"finishes": [{"url": pages.url(f"/exp-{task}")}]}
+    r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "4s",
+                                        "expiration": time.time() + 1, "webhooks": ehooks})
+    job = wait_job(fl, r.json()["jobUrl"], lambda j: j["executions"] and j["executions"][0]["status"] in FINAL, timeout=30)
+    ex = job["executions"][0]
+    assert ex["status"] == "expired" and ex["error"].startswith("Job was supposed to be done before "), ex
+    time.sleep(2)
+    assert f"exp-{task}" not in pages.hooks
+
+
+def test_search_and_pagination(fl):
+    prefix = uuid.uuid4().hex[:6]
+    for i in range(12):
+        assert fl.post(f"/tasks/hello-{prefix}-{i}", json={"image": "nothing", "command": "x"}).status_code == 200
+    found = fl.get("/search/", params={"query": prefix}).json()
+    assert found["total"] == 12 and len(found["items"]) == 10 and found["hasNext"] and found["pages"] == 2
+    nxt = fl.get(found["nextUrl"]).json()
+    assert nxt["page"] == 2 and len(nxt["items"]) == 2 and nxt["hasPrev"] and nxt["prevUrl"]
+    assert fl.get("/search", params={"query": prefix[:3]}).json()["total"] == 0  # whole words only
+    assert fl.get("/search", params={"query": f"{prefix} 11"}).json()["total"] == 1
+
+
+def test_auth_and_tenant_isolation(fl, stack, pages):
+    task = task_name()
+    mine = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}"}).json()
+    wait_execution(fl, mine["executionUrl"])
+    other = new_key(stack)
+    with httpx.Client(base_url=stack.base + "/fastlane", headers={"X-API-Key": other}, timeout=30) as b:
+        assert b.get(f"/tasks/{task}").status_code == 404
+        assert b.get(mine["jobUrl"]).status_code == 404
+        assert b.get(mine["executionUrl"]).status_code == 404
+        assert b.get(mine["jobUrl"] + "stdout").status_code == 404
+        assert b.post(mine["jobUrl"] + "stop").status_code == 404
+        assert task not in {i["taskId"] for i in b.get("/tasks").json()["items"]}
+        # the same task id in another tenant is another task
+        assert b.post(f"/tasks/{task}", json={"image": "nothing", "command": "x"}).status_code == 200
+        assert len(b.get(f"/tasks/{task}").json()["jobs"]) == 1
+    assert len(fl.get(f"/tasks/{task}").json()["jobs"]) == 1
+    r = httpx.get(f"{stack.base}/fastlane/tasks/{task}")
+    assert r.status_code == 401 and r.json()["operation"] == "authenticate"
+    basic = base64.b64encode(f"user:{fl.key}".encode()).decode()
+    r = httpx.get(f"{stack.base}/fastlane/tasks/{task}/", headers={"Authorization": f"Basic {basic}"})
+    assert r.status_code == 200 and r.json()["taskId"] == task
+
+
+def test_healthcheck_status_and_websocket(fl, stack, pages):
+    for path in ("/healthcheck", "/healthcheck/", "/"):
+        r = fl.get(path)
+        assert r.status_code == 200 and r.json()["redis"] is True and r.json()["mongo"] is True and r.json()["errors"] == []
+    status = fl.get("/status").json()
+    assert {"hosts", "containers", "queues", "tasks", "jobs", "fastlane"} <= set(status)
+    assert status["hosts"] and status["queues"]["scheduled"].keys() >= {"length", "nextTimeStamp", "nextHumanReadableDate"}
+
+    from websockets.sync.client import connect
+
+    task = task_name()
+    done = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}"}).json()
+    ex = wait_execution(fl, done["executionUrl"])
+    ws_url = done["executionUrl"].replace("http://", "ws://") + f"ws/?apiKey={fl.key}"
+    with connect(ws_url) as ws:
+        frames = []
+        try:
+            while True:
+                frames.append(ws.recv(timeout=10))
+        except Exception as exc:
+            closed = exc
+    assert frames == ["EXIT CODE: 0\n", ex["log"], "\n-=-\n", ex["error"]]
+    assert getattr(closed, "rcvd").code == 1010 and closed.rcvd.reason == "wsdone"
+    page = fl.get(done["jobUrl"] + "stream/")
+    assert page.status_code == 200 and "WebSocket" in page.text
+
+    # an execution waiting for its start: the socket closes with wsretry (the stream page reconnects)
+    later = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "1h"}).json()
+    waiting = fl.get(later["jobUrl"]).json()["job"]["executions"][0]
+    with connect(waiting["url"].replace("http://", "ws://") + f"ws?apiKey={fl.key}") as ws:
+        try:
+            ws.recv(timeout=10)
+            raise AssertionError("a frame for an execution that has not started")
+        except Exception as exc:
+            assert getattr(exc, "rcvd").code == 1010 and exc.rcvd.reason == "wsretry", exc
+    fl.post(later["jobUrl"] + "stop")
+
+
+def test_auth_can_be_turned_off(stack):
+    proc, base = stack.extra_api(SOJOURN_FASTLANE_AUTH="false")
+    try:
+        r = httpx.post(f"{base}/fastlane/tasks/open-{uuid.uuid4().hex[:6]}", json={"image": "nothing", "command": "x"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert httpx.get(r.json()["taskUrl"], timeout=30).json()["jobs"][0]["id"] == r.json()["jobId"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_cron_fires_and_stop_removes_it(fl, cron_job):
+    job = wait_job(fl, cron_job["jobUrl"], lambda j: j["executions"] and j["executions"][-1]["status"] in FINAL, timeout=100)
+    assert job["scheduled"] is True and job["metadata"]["cron"] == "* * * * *"
+    first = job["executions"][-1]
+    assert first["status"] == "done" and "Hello fastlane" in first["log"]
+    assert fl.post(cron_job["jobUrl"] + "stop").status_code == 200
+    count = fl.get(cron_job["jobUrl"]).json()["job"]["executionCount"]
+    assert cron_job["jobId"] not in {j["jobId"] for j in fl.get("/status").json()["jobs"]["scheduled"]}
+    assert fl.get(cron_job["jobUrl"]).json()["job"]["scheduled"] is False and count >= 1

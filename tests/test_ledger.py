@@ -163,7 +163,7 @@ async def test_held_jobs_wait_until_released(ledger, prefect, deployments):
     try:
         await drain(d)
         assert len(await runs_marked(prefect, mark)) == 1
-        assert (await ledger.waiting_by_priority()) == {"held": 2}
+        assert (await ledger.waiting_by_priority())[0] == {"held": 2}
         assert await ledger.release([held[0].id]) == 1
         await drain(d)
         assert len(await runs_marked(prefect, mark)) == 2

@@ -110,7 +110,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         self._running: dict[uuid.UUID, asyncio.Task[Any]] = {}
         self._cancel_requested: set[uuid.UUID] = set()
         self._cancelling: set[uuid.UUID] = set()
-        self._stop: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None  # set to stop serving (signals, a replaced server)
         self._pool_id: uuid.UUID | None = None  # the pool's id when this worker joined it
         self.replaced = False  # the Prefect server was replaced under it (see _stop_if_server_replaced)
         self._in_engine: set[uuid.UUID] = set()  # runs Prefect's engine has taken over (a cancel then goes through the flow)
@@ -372,7 +372,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                     break
                 await asyncio.sleep(0.1)
                 await self.sync_with_backend()
-            self._stop = stop
+            self._stopping = stop
             self._pool_id = self._work_pool.id if self._work_pool is not None else None
             loops = [
                 asyncio.ensure_future(self._heartbeat_loop()),
@@ -424,8 +424,8 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         self.replaced = True
         log.error("the Prefect server at %s is not the one this worker joined (pool %r was %s, is now %s); stopping",
                   PREFECT_API_URL.value(), pool.name, self._pool_id, pool.id)
-        if self._stop is not None:
-            self._stop.set()
+        if self._stopping is not None:
+            self._stopping.set()
 
     async def _report_stats(self) -> None:
         """Each heartbeat, what this worker holds, as a Prefect event (the API's /metrics reads them)."""

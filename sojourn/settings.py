@@ -95,7 +95,9 @@ class Settings(BaseSettings):
     scrape_sweep_seconds: float = Field(default=30.0, gt=0, description="scrape-jobs: how often ended jobs whose results were not ingested yet are looked for")
 
     # Task Engine dialect (/taskengine).
-    # (taskengine settings go here)
+    taskengine_queue_priority_base: int = Field(default=10, ge=4, description="Task Engine: Prefect priority of work queue te-1 is this + 1, ..., te-10 this + 10 (after the native high/normal/low)")
+    taskengine_callback_secret: SecretStr | None = Field(default=None, description="Task Engine: signs callbacks (X-Sojourn-Signature) unless the `callback_secret` setting (POST /settings) replaces it")
+    taskengine_controller_seconds: float = Field(default=2.0, gt=0, description="Task Engine: how often max_jobs / priority_slots are re-applied to the queues when no event says so sooner")
 
     # fastlane dialect (/fastlane).
     fastlane_auth: bool = Field(default=True, description="fastlane dialect: require an API key (Basic auth with the key as password, X-API-Key or Bearer); false for a private deployment")

@@ -49,6 +49,39 @@ class Ledger:
             db.add_all(rows)
             db.commit()
 
+    async def adopt(self, row: Job) -> tuple[Job, bool]:
+        """Record a job whose flow run already exists (``row.flow_run_id`` set): one Prefect made itself, e.g. from a
+        deployment's schedule. Idempotent on ``row.id``: the row already there is returned as it is (False)."""
+        return await asyncio.to_thread(self._adopt, row)
+
+    def _adopt(self, row: Job) -> tuple[Job, bool]:
+        from sqlalchemy.exc import IntegrityError
+
+        with session(self.url) as db:
+            existing = db.exec(select(Job).where(Job.id == row.id)).first()
+            if existing is not None:
+                return existing, False
+            db.add(row)
+            try:
+                db.commit()
+            except IntegrityError:  # another process adopted it in between
+                db.rollback()
+                existing = db.exec(select(Job).where(Job.id == row.id)).first()
+                if existing is None:
+                    raise
+                return existing, False
+            return row, True
+
+    async def set_priority(self, job_id: str, queue: str) -> bool:
+        """The work queue of a job whose flow run is not created yet (a run cannot move between queues)."""
+        return await asyncio.to_thread(self._set_priority, job_id, queue)
+
+    def _set_priority(self, job_id: str, queue: str) -> bool:
+        with session(self.url) as db:
+            result = db.execute(update(Job).where(col(Job.id) == job_id, col(Job.flow_run_id).is_(None)).values(priority=queue))
+            db.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
     # ------------------------------------------------------------------ reads
     async def get(self, job_id: str) -> Job | None:
         return await asyncio.to_thread(self.get_sync, job_id)

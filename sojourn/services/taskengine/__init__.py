@@ -1,0 +1,14 @@
+"""The Task Engine dialect's services: settings, priority queues and slots, the scheduler, callbacks."""
+
+from sojourn.services.taskengine.service import (
+    SEVERITIES,
+    STATES,
+    VERSION,
+    TaskEngine,
+    TEJob,
+    check_url,
+    parse_priority,
+    parse_run_at,
+)
+
+__all__ = ["SEVERITIES", "STATES", "VERSION", "TaskEngine", "TEJob", "check_url", "parse_priority", "parse_run_at"]

@@ -1,0 +1,246 @@
+"""Task Engine callbacks: every URL in ``parameters.rest_endpoints`` hears about the job's tasks and its end.
+
+When a job ends (its final event, or the sweep for ends no process saw), one
+outbox row per (URL, callback) is written: a task callback at each task's start
+and end, in the order they happened, then the job callback. A delivery loop in
+every API process claims due rows with a lease and POSTs them in order, retrying
+with exponential backoff (``SOJOURN_WEBHOOK_MAX_ATTEMPTS``,
+``SOJOURN_WEBHOOK_RETRY_SECONDS``): at least once, and a restart loses none.
+Signed like the native webhooks: ``X-Sojourn-Signature: sha256=<HMAC-SHA256 of
+the body>`` under the ``callback_secret`` setting (or
+``SOJOURN_TASKENGINE_CALLBACK_SECRET``), with ``X-Sojourn-Event-Id`` to
+deduplicate on and ``X-Sojourn-Timestamp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Callable
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import httpx
+from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import TaskRunSort
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from sojourn.browser.url_policy import check_host
+from sojourn.services.webhooks import sign
+from sojourn.settings import Settings
+from sojourn.store.clock import aware, utcnow
+from sojourn.store.db import session
+from sojourn.store.taskengine import TaskEngineCallback, TaskEngineJob
+
+log = logging.getLogger(__name__)
+_NAMESPACE = uuid.UUID("0c4f5a52-7d1e-4a0e-9b7c-2b8f3c1e5a11")
+
+
+def iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+class Callbacks:
+    def __init__(self, settings: Settings, engine: Any, files: Callable[[Any], list[str]]) -> None:
+        self.settings = settings
+        self.engine = engine  # the TaskEngine (jobs, config, rows)
+        self.files = files
+        self.url = settings.database_location
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------------ owing
+    async def job_ended(self, job_id: str, patient: bool = False) -> bool:
+        """Owe the job's callbacks; False (patient) when its task runs have not reached Prefect's database yet."""
+        rows = await self.engine.rows(select(TaskEngineJob).where(TaskEngineJob.job_id == job_id))
+        _made, unsettled = await self._owe(rows, patient=patient)
+        return unsettled == 0
+
+    async def sweep_forever(self, every: float = 30.0) -> None:
+        """Ends no API process saw (it was down, the event stream dropped): owe their callbacks now."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                cutoff = utcnow() - timedelta(seconds=self.settings.result_retention_seconds)
+                rows = await self.engine.rows(
+                    select(TaskEngineJob).where(TaskEngineJob.ended_noticed == False, col(TaskEngineJob.parameters).contains("rest_endpoints"),  # noqa: E712
+                                                TaskEngineJob.created_at > cutoff).order_by(col(TaskEngineJob.seq)).limit(500))
+                await self._owe(rows)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("taskengine callback sweep: %r", exc)
+
+    async def _owe(self, rows: list[TaskEngineJob], patient: bool = False) -> tuple[int, int]:
+        """Write the callbacks of those ended; returns (rows written, jobs left for later)."""
+        made = unsettled = 0
+        for job in await self.engine.assemble([r for r in rows if not r.ended_noticed]):
+            if job.state not in ("completed", "broken"):
+                continue
+            urls = [u for u in job.parameters.get("rest_endpoints") or [] if isinstance(u, str)]
+            if urls:
+                bodies = await self.bodies(job)
+                if patient and job.view.started_at and len(bodies) == 1:
+                    unsettled += 1  # it ran, but no task run is readable yet: ask again shortly
+                    continue
+                made += await asyncio.to_thread(self._write, job.row.seq, urls, bodies)
+            job.row.ended_noticed = True
+            await self.engine.save(job.row)
+        if made:
+            self._wake.set()
+        return made, unsettled
+
+    async def bodies(self, job: Any) -> list[tuple[str, dict[str, Any]]]:
+        """(key, body) of every callback the job owes, in the order they happened."""
+        row, view, params = job.row, job.view, job.parameters
+        common = {"job_id": row.seq, "workflow": row.workflow, "content_id": params.get("content_id")}
+        out: list[tuple[str, dict[str, Any]]] = []
+        if view.flow_run_id:
+            tasks = await self.engine.jobs.client.read_task_runs(
+                task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[UUID(view.flow_run_id)])),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200)
+            for i, task in enumerate(tasks, start=1):
+                name = task.name
+                if task.start_time:
+                    out.append((f"task-{i}-start", {**common, "task_id": i, "task_name": name, "event": "start",
+                                                     "message": f"'{name}' started", "time": iso(task.start_time), "client": row.client}))
+                if task.state_type in (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
+                    ok = task.state_type == StateType.COMPLETED
+                    message = f"'{name}' completed successfully" if ok else f"'{name}' failed: {task.state.message if task.state else ''}".strip()
+                    out.append((f"task-{i}-end", {**common, "task_id": i, "task_name": name, "event": "complete" if ok else "fail",
+                                                   "message": message, "time": iso(task.end_time or view.ended_at), "client": row.client}))
+        files = self.files(job)
+        failed = job.state != "completed" or job.failed
+        duration = view.duration_ms / 1000 if view.duration_ms is not None else None
+        error = (view.error or {}).get("message")
+        out.append(("job", {**common, "status": "failed" if failed else "completed",
+                            "message": (error or "job failed") if failed else (files[0] if files else "job has completed successfully"),
+                            "files": files, "metadata": {"duration": duration}, "custom_data": params.get("custom_data"),
+                            "time": iso(view.ended_at or utcnow()), "client": row.client}))
+        return out
+
+    def _write(self, seq: int, urls: list[str], bodies: list[tuple[str, dict[str, Any]]]) -> int:
+        made = 0
+        now = utcnow()
+        for u, url in enumerate(urls):
+            for n, (key, body) in enumerate(bodies):
+                eid = "evt_" + uuid.uuid5(_NAMESPACE, f"{seq}/{url}/{key}").hex
+                try:
+                    with session(self.url) as db:
+                        # one per microsecond, so that claiming by time keeps the order
+                        db.add(TaskEngineCallback(id=eid, seq=seq, url=url, payload=json.dumps(body, default=str),
+                                                  next_attempt_at=now + timedelta(microseconds=u * 1000 + n)))
+                        db.commit()
+                    made += 1
+                except IntegrityError:
+                    pass  # owed already (another API process, or the sweep)
+        return made
+
+    # ------------------------------------------------------------------ delivering
+    async def deliver_forever(self) -> None:
+        async with httpx.AsyncClient(timeout=self.settings.webhook_timeout, follow_redirects=False) as http:
+            while True:
+                try:
+                    sent = await self.deliver_due(http)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("taskengine callbacks: %r", exc)
+                    sent = 0
+                if not sent:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                    except asyncio.TimeoutError:
+                        pass
+
+    def _claim(self, limit: int = 50) -> list[TaskEngineCallback]:
+        now = utcnow()
+        lease = now + timedelta(seconds=60 + self.settings.webhook_timeout)
+        claimed = []
+        with session(self.url) as db:
+            due = list(db.exec(select(TaskEngineCallback).where(TaskEngineCallback.status == "pending", TaskEngineCallback.next_attempt_at <= now)
+                               .order_by(col(TaskEngineCallback.next_attempt_at)).limit(limit)))
+            for row in due:
+                result = db.execute(update(TaskEngineCallback).where(
+                    TaskEngineCallback.id == row.id, TaskEngineCallback.next_attempt_at == row.next_attempt_at,  # type: ignore[arg-type]
+                    TaskEngineCallback.status == "pending").values(next_attempt_at=lease))
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(row)
+            db.commit()
+        return claimed
+
+    async def deliver_due(self, http: httpx.AsyncClient) -> int:
+        rows = await asyncio.to_thread(self._claim)
+        if not rows:
+            return 0
+        secret = (await self.engine.config.read()).callback_secret
+        blocked: dict[str, datetime] = {}  # a URL that failed this round: its later callbacks wait behind it, in order
+        for row in rows:
+            if row.url in blocked:
+                blocked[row.url] += timedelta(microseconds=1)
+                await asyncio.to_thread(self._finish, row, "pending", None, next_at=blocked[row.url], count=False)
+                continue
+            retry_at = await self._deliver(http, row, secret)
+            if retry_at is not None:
+                blocked[row.url] = retry_at
+        return len(rows)
+
+    async def _deliver(self, http: httpx.AsyncClient, row: TaskEngineCallback, secret: str | None) -> datetime | None:
+        """POST it; None when done with it (delivered, or given up), else when it is tried again."""
+        body = row.payload.encode()
+        attempt = row.attempts + 1
+        headers = {"Content-Type": "application/json", "User-Agent": "Sojourn-TaskEngine/1", "X-Sojourn-Event-Id": row.id,
+                   "X-Sojourn-Timestamp": str(int(utcnow().timestamp())), "X-Sojourn-Attempt": str(attempt)}
+        if secret:
+            headers["X-Sojourn-Signature"] = sign(secret, body)
+        decision = await check_host(urlsplit(row.url).hostname or "")
+        if not decision.allowed:
+            await asyncio.to_thread(self._finish, row, "failed", f"blocked by the URL policy: {decision.reason}")
+            return None
+        error = None
+        try:
+            response = await http.post(row.url, content=body, headers=headers)
+            if 200 <= response.status_code < 300:
+                await asyncio.to_thread(self._finish, row, "delivered", None)
+                return None
+            error = f"receiver answered {response.status_code}"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        if attempt >= self.settings.webhook_max_attempts:
+            await asyncio.to_thread(self._finish, row, "failed", error)
+            return None
+        retry_at = utcnow() + timedelta(seconds=min(self.settings.webhook_retry_seconds * 2 ** (attempt - 1), 600))
+        await asyncio.to_thread(self._finish, row, "pending", error, next_at=retry_at)
+        return retry_at
+
+    def _finish(self, row: TaskEngineCallback, status: str, error: str | None, next_at: datetime | None = None, count: bool = True) -> None:
+        with session(self.url) as db:
+            current = db.get(TaskEngineCallback, row.id)
+            if current is None:
+                return
+            current.status = status
+            if count:
+                current.attempts += 1
+                current.last_error = error
+            if next_at is not None:
+                current.next_attempt_at = next_at
+            db.add(current)
+            db.commit()
+
+    async def deliveries(self, seq: int) -> list[TaskEngineCallback]:
+        def read() -> list[TaskEngineCallback]:
+            with session(self.url) as db:
+                return list(db.exec(select(TaskEngineCallback).where(TaskEngineCallback.seq == seq).order_by(col(TaskEngineCallback.next_attempt_at))))
+
+        return await asyncio.to_thread(read)
+
+
+__all__ = ["Callbacks", "aware"]

@@ -69,6 +69,20 @@ def tenant(stack):
 
 
 @pytest.fixture(scope="module")
+def soon_schedule(tenant, catalog_site):
+    """A schedule that fires at the next whole minute at least 12 s away (a cron a few seconds ahead); made first,
+    so it fires while the other tests run. test_schedule_... checks what came of it."""
+    from datetime import datetime, timedelta, timezone
+
+    fires = (datetime.now(timezone.utc) + timedelta(seconds=72)).replace(second=0, microsecond=0)
+    pid = tenant.post("/projects", json={"name": "soon", "config": {"rate_limit_delay": 0, "max_results_per_target": 3}}).json()["id"]
+    tid = tenant.post(f"/projects/{pid}/targets", json={"url": catalog_site.url("/catalog?soon"), **PRODUCT, "next_page": "a.next"}).json()["id"]
+    r = tenant.post("/schedules", json={"project_id": pid, "cron": f"{fires.minute} {fires.hour} * * *"})
+    assert r.status_code == 201, r.text
+    return {"project": pid, "target": tid, "schedule": r.json(), "fires": fires}
+
+
+@pytest.fixture(scope="module")
 def finished(tenant, catalog_site):
     """One project with five targets (next links, a ?page= template, JavaScript, a 404, a plain page), scraped once."""
     r = tenant.post("/projects", json={"name": "Greek letters", "description": "catalogue", "config": {"rate_limit_delay": 0.1}})
@@ -97,7 +111,7 @@ def finished(tenant, catalog_site):
 # ------------------------------------------------------------------ the whole flow
 
 
-def test_project_targets_job_results(tenant, finished):
+def test_project_targets_job_results(tenant, soon_schedule, finished):
     created, job, targets = finished["created"], finished["job"], finished["targets"]
     assert created["id"].startswith("job_") and len(created["id"]) == 16
     assert created["status"] == "pending" and created["source"] == "manual"
@@ -338,3 +352,243 @@ def test_tenants_see_only_their_own(stack, tenant, finished):
         assert other.delete(f"/projects/{pid}").status_code == 404
     assert tenant.get(f"/projects/{pid}").status_code == 200
     assert tenant.get(f"/targets/{tid}").json()["name"] == "catalog"
+
+
+# ------------------------------------------------------------------ schedules
+
+
+def prefect(prefect_server: str) -> httpx.Client:
+    """The Prefect server's own REST API: what the Prefect UI shows."""
+    return httpx.Client(base_url=prefect_server, timeout=30)
+
+
+def schedule_runs(pf: httpx.Client, deployment_id: str) -> list[dict[str, Any]]:
+    r = pf.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [deployment_id]}}, "sort": "EXPECTED_START_TIME_ASC"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def until(pred, timeout: float, what: str, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def test_schedule_is_a_prefect_schedule_whose_runs_become_scheduled_jobs(stack, tenant, catalog_site, prefect_server, soon_schedule):
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    soon, soon_tid, soon_sch, fires = (soon_schedule[k] for k in ("project", "target", "schedule", "fires"))
+    assert soon_sch["cron"] == f"{fires.minute} {fires.hour} * * *" and soon_sch["frequency"] is None and soon_sch["timezone"] == "UTC"
+    assert soon_sch["next_run"] == fires.isoformat().replace("+00:00", "Z")
+
+    # Another project's schedule: daily at 03:30 in Berlin; everything else is tried on it meanwhile.
+    pid = tenant.post("/projects", json={"name": "nightly", "config": {"rate_limit_delay": 0, "max_results_per_target": 3}}).json()["id"]
+    tid = tenant.post(f"/projects/{pid}/targets", json={"url": catalog_site.url("/catalog?nightly"), **PRODUCT, "next_page": "a.next"}).json()["id"]
+    r = tenant.post("/schedules", json={"project_id": pid, "frequency": "daily", "time": "03:30", "timezone": "Europe/Berlin"})
+    assert r.status_code == 201, r.text
+    sch = r.json()
+    sid = sch["id"]
+    assert sid.startswith("sch_") and len(sid) == 16
+    assert (sch["project_id"], sch["frequency"], sch["time"], sch["timezone"], sch["enabled"]) == (pid, "daily", "03:30", "Europe/Berlin", True)
+    assert sch["last_run"] is None and sch["last_status"] is None and sch["run_history"] == []
+    nxt = datetime.fromisoformat(sch["next_run"].replace("Z", "+00:00"))
+    local = nxt.astimezone(ZoneInfo("Europe/Berlin"))
+    assert nxt > datetime.now(timezone.utc) and (local.hour, local.minute) == (3, 30)
+    r = tenant.post("/schedules", json={"project_id": pid, "cron": "0 * * * *"})
+    assert r.status_code == 409 and r.json()["code"] == "SCHEDULE_EXISTS"
+    assert {sid, soon_sch["id"]} <= {s["id"] for s in tenant.get("/schedules").json()["items"]}
+
+    with prefect(prefect_server) as pf:
+        # A deployment of the scrape flow named after the schedule, its cron in its timezone, in Sojourn's pool.
+        dep = pf.get(f"/deployments/name/scrape/{sid}").json()
+        assert dep["id"] == sch["deployment_id"] and sch["deployment"] == f"scrape/{sid}"
+        assert dep["entrypoint"] == "sojourn.flows.scrape:scrape" and dep["paused"] is False
+        (prefect_schedule,) = dep["schedules"]
+        assert prefect_schedule["schedule"]["cron"] == "30 3 * * *" and prefect_schedule["schedule"]["timezone"] == "Europe/Berlin"
+        assert prefect_schedule["active"] is True
+        assert [t["id"] for t in dep["parameters"]["spec"]["targets"]] == [tid]
+        assert f"schedule:{sid}" in dep["tags"] and "sojourn" not in dep["tags"]
+        # Runs Prefect's scheduler makes ahead (if its service runs) are not jobs until they come due.
+        assert all(r["state_type"] == "SCHEDULED" and "sojourn" not in r["tags"] for r in schedule_runs(pf, dep["id"]))
+        assert tenant.get(f"/projects/{pid}/jobs").json()["total"] == 0
+
+        # A target added later: the schedule's runs take the new snapshot.
+        tid2 = tenant.post(f"/projects/{pid}/targets", json={"url": catalog_site.url("/about?nightly")}).json()["id"]
+        dep = pf.get(f"/deployments/name/scrape/{sid}").json()
+        assert [t["id"] for t in dep["parameters"]["spec"]["targets"]] == [tid, tid2]
+
+        # Run now: a run of the schedule's deployment at once, a scheduled job.
+        r = tenant.post(f"/schedules/project/{pid}/run")
+        assert r.status_code == 201, r.text
+        job = r.json()
+        assert job["source"] == "scheduled" and job["schedule_id"] == sid and job["status"] in ("pending", "running")
+        assert job["config"] == {"max_results_per_target": 3, "targets": [tid, tid2]}
+        r = tenant.post(f"/schedules/project/{pid}/run")
+        assert r.status_code == 400 and r.json()["code"] == "JOB_RUNNING"
+        done = wait_final(tenant, job["id"])
+        assert done["status"] == "completed" and done["progress"]["total_results"] == 4, done  # 3 items (the cap) + the page
+        assert tenant.get(f"/jobs/{job['id']}/results").json()["total"] == 4
+        (run,) = [r for r in schedule_runs(pf, dep["id"]) if r["state_type"] != "SCHEDULED"]  # (not the scheduler's runs ahead)
+        assert run["name"] and "sojourn" in run["tags"] and f"job:{run['id']}" in run["tags"] and f"schedule:{sid}" in run["tags"]
+        until(lambda: any("Job completed" in e["message"] for e in tenant.get(f"/jobs/{job['id']}/logs").json()["logs"]), 15,
+              "the scheduled job's log")
+        assert [j["id"] for j in tenant.get(f"/projects/{pid}/jobs", params={"source": "scheduled"}).json()["items"]] == [job["id"]]
+        read = until(lambda: (s := tenant.get(f"/schedules/project/{pid}").json())["last_status"] == "completed" and s, 20,
+                     "last_status never became completed")
+        assert [(h["job_id"], h["status"]) for h in read["run_history"]] == [(job["id"], "completed")]
+        assert abs(datetime.fromisoformat(read["last_run"].replace("Z", "+00:00")).timestamp() - time.time()) < 120
+
+        # One result, read and deleted by its id.
+        item = tenant.get(f"/jobs/{job['id']}/results", params={"target_id": tid}).json()["items"][0]
+        assert tenant.get(f"/results/{item['id']}").json() == item
+        with client(stack, new_key(stack)) as other:
+            assert other.get(f"/results/{item['id']}").status_code == 404
+            assert other.delete(f"/results/{item['id']}").status_code == 404
+            assert other.get(f"/schedules/project/{pid}").json()["code"] == "NOT_FOUND"
+            assert sid not in [s["id"] for s in other.get("/schedules").json()["items"]]
+            for path in (f"/schedules/project/{pid}/toggle", f"/schedules/project/{pid}/run"):
+                assert other.post(path).status_code == 404, path
+            assert other.put(f"/schedules/project/{pid}", json={"cron": "* * * * *"}).status_code == 404
+            assert other.delete(f"/schedules/project/{pid}").status_code == 404
+            assert other.post("/schedules", json={"project_id": pid, "cron": "* * * * *"}).status_code == 404
+        before = tenant.get(f"/targets/{tid}").json()["results_count"]
+        assert tenant.delete(f"/results/{item['id']}").status_code == 204
+        assert tenant.get(f"/results/{item['id']}").json()["code"] == "NOT_FOUND"
+        assert tenant.get(f"/targets/{tid}").json()["results_count"] == before - 1
+
+        # Toggle: the Prefect deployment is paused (Prefect drops the runs it scheduled ahead) and resumed.
+        off = tenant.post(f"/schedules/project/{pid}/toggle").json()
+        assert off["enabled"] is False and off["next_run"] is None
+        assert pf.get(f"/deployments/{dep['id']}").json()["paused"] is True
+        until(lambda: not [r for r in schedule_runs(pf, dep["id"]) if r["state_type"] == "SCHEDULED"], 20, "paused schedule kept its runs")
+        on = tenant.post(f"/schedules/project/{pid}/toggle").json()
+        assert on["enabled"] is True and on["next_run"]
+        assert pf.get(f"/deployments/{dep['id']}").json()["paused"] is False
+
+        # PUT: a cron instead of the frequency; errors name the field.
+        r = tenant.put(f"/schedules/project/{pid}", json={"cron": "*/15 * * * *", "timezone": "UTC"})
+        assert r.status_code == 200, r.text
+        assert (r.json()["cron"], r.json()["frequency"], r.json()["time"]) == ("*/15 * * * *", None, None)
+        assert datetime.fromisoformat(r.json()["next_run"].replace("Z", "+00:00")).minute % 15 == 0
+        assert pf.get(f"/deployments/{dep['id']}").json()["schedules"][0]["schedule"]["cron"] == "*/15 * * * *"
+        r = tenant.put(f"/schedules/project/{pid}", json={"frequency": "weekly", "time": "08:05", "day_of_week": 6})
+        assert (r.json()["frequency"], r.json()["cron"]) == ("weekly", None)
+        assert pf.get(f"/deployments/{dep['id']}").json()["schedules"][0]["schedule"]["cron"] == "5 8 * * 0"  # Sunday
+        assert datetime.fromisoformat(r.json()["next_run"].replace("Z", "+00:00")).weekday() == 6
+        for body, field in (({"cron": "61 * * * *"}, "cron"), ({"timezone": "Mars/Olympus"}, "timezone"),
+                            ({"frequency": "yearly"}, "frequency"), ({"time": "25:00"}, "time"), ({"day_of_week": 7}, "day_of_week"),
+                            ({"frequency": "daily", "cron": "* * * * *"}, "cron")):
+            r = tenant.put(f"/schedules/project/{pid}", json=body)
+            assert r.status_code == 422 and r.json()["code"] == "VALIDATION_ERROR" and r.json()["field"] == field, (body, r.text)
+        r = tenant.post("/schedules", json={"project_id": "proj_nope", "cron": "* * * * *"})
+        assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND"
+        assert tenant.post("/schedules", json={"cron": "* * * * *"}).json()["field"] == "project_id"
+        assert tenant.post("/schedules", json={"project_id": pid}).json()["code"] in ("VALIDATION_ERROR", "SCHEDULE_EXISTS")
+
+        # DELETE: the deployment goes; the jobs it made stay.
+        assert tenant.delete(f"/schedules/project/{pid}").status_code == 204
+        assert pf.get(f"/deployments/{dep['id']}").status_code == 404
+        assert tenant.get(f"/schedules/project/{pid}").status_code == 404
+        assert tenant.get(f"/jobs/{job['id']}").json()["status"] == "completed"
+
+        # The first schedule fired at its minute: a scheduled job of a run of its deployment, with its results.
+        left = (fires - datetime.now(timezone.utc)).total_seconds()
+        (fired,) = until(lambda: tenant.get(f"/projects/{soon}/jobs").json()["items"], max(left, 0) + 30,
+                         "the schedule did not fire", every=1)
+        assert fired["source"] == "scheduled" and fired["schedule_id"] == soon_sch["id"]
+        assert wait_final(tenant, fired["id"])["progress"]["total_results"] == 3
+        assert tenant.get(f"/jobs/{fired['id']}/results").json()["total"] == 3
+        runs = schedule_runs(pf, soon_sch["deployment_id"])
+        # One run for the firing, whoever made it (Prefect's scheduler, or the API's loop with the same idempotency
+        # key); Prefect's scheduler may already have made the next days' runs too.
+        (run,) = [r for r in runs if datetime.fromisoformat(r["expected_start_time"]) == fires]
+        assert f"job:{run['id']}" in run["tags"]
+        assert all(datetime.fromisoformat(r["expected_start_time"]) > fires and r["state_type"] == "SCHEDULED" for r in runs if r is not run)
+        read = until(lambda: (s := tenant.get(f"/schedules/project/{soon}").json())["last_status"] == "completed" and s, 20,
+                     "the fired schedule's last_status never became completed")
+        assert read["last_run"] == fires.isoformat().replace("+00:00", "Z")
+        assert [(h["job_id"], h["status"]) for h in read["run_history"]] == [(fired["id"], "completed")]
+        assert read["next_run"] == (fires + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+        assert soon_tid in fired["config"]["targets"]
+
+
+# ------------------------------------------------------------------ a large export
+
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_export_of_10000_results_streams_with_flat_memory(stack, tenant):
+    import threading
+
+    from sojourn.settings import get_settings
+    from sojourn.store.db import session
+    from sojourn.store.scrape import ScrapeResult
+
+    n = 10_000
+    project = tenant.post("/projects", json={"name": "big"}).json()
+    pid = project["id"]
+    tid = tenant.post(f"/projects/{pid}/targets", json={"url": "http://127.0.0.1:9/big", "item_selector": ".i",
+                                                        "fields": {"name": ".n", "body": ".b"}}).json()["id"]
+    # Results as the API ingests them (scrape_results rows), written straight into the facade database.
+    filler = "x" * 1500
+    with session(get_settings().database_location) as db:
+        from sojourn.store.scrape import ScrapeProject
+
+        owner = db.get(ScrapeProject, pid).owner
+        db.add_all(ScrapeResult(id=f"res_big{pid[-6:]}{i:05d}", owner=owner, project_id=pid, target_id=tid, job_id="job_bigexport0001",
+                                source_url="http://127.0.0.1:9/big", page=i // 100 + 1, position=i % 100,
+                                data=json.dumps({"name": f"item {i}", "body": f"{i} {filler}"})) for i in range(n))
+        db.commit()
+    assert tenant.get(f"/projects/{pid}/results", params={"per_page": 1}).json()["total"] == n
+    api = stack.api.pid
+    tenant.get(f"/projects/{pid}/results", params={"format": "csv", "job_id": "job_none"})  # warm the export path
+
+    for fmt in ("json", "jsonl", "csv"):
+        base = _rss_kb(api)
+        peak = [base]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], _rss_kb(api))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        size, lines, first, last = 0, 0, b"", b""
+        try:
+            with tenant.stream("GET", f"/projects/{pid}/results", params={"format": fmt}, timeout=120) as r:
+                assert r.status_code == 200
+                for chunk in r.iter_bytes():
+                    if len(first) < 200:
+                        first = (first + chunk)[:200]
+                    size += len(chunk)
+                    lines += chunk.count(b"\n")
+                    last = (last + chunk)[-2000:]
+                    time.sleep(0.001)  # a client slower than the server: the response must not pile up in the API
+        finally:
+            stop.set()
+            sampler.join()
+        growth_mb = (peak[0] - base) / 1024
+        print(f"{fmt}: {size / 1e6:.1f} MB exported, API RSS {base / 1024:.0f} MB, grew {growth_mb:.1f} MB at most")
+        assert size > n * 1500, (fmt, size)  # ~15 MB went out
+        assert growth_mb < 30, f"{fmt}: the API grew {growth_mb:.1f} MB while exporting {size / 1e6:.1f} MB"
+        if fmt == "jsonl":
+            assert lines == n
+            assert json.loads(last.splitlines()[-1])["data"]["name"] == f"item {n - 1}"
+        elif fmt == "csv":
+            assert lines == n + 1 and first.startswith(b"id,job_id,target_id,project_id,source_url,page,position,created_at,name,body")
+        else:
+            assert first.startswith(b'[{"id": "res_big') and last.endswith(b"}]")
+    # The exact count of the JSON export, parsed.
+    assert len(tenant.get(f"/projects/{pid}/results", params={"format": "json"}).json()) == n
+    rows = list(csv.DictReader(io.StringIO(tenant.get(f"/projects/{pid}/results", params={"format": "csv"}).text)))
+    assert len(rows) == n and rows[-1]["name"] == f"item {n - 1}"

@@ -199,6 +199,29 @@ class JobService:
             self.live.put_view(view, token)
         return views
 
+    async def adopt(self, flow_run: FlowRun, owner: str, *, dialect: str, kind: str, labels: dict[str, str] | None = None,
+                    external_id: str | None = None, group_id: str | None = None) -> tuple[JobView, bool]:
+        """Make a flow run that Prefect created itself (a deployment's schedule) a job of the ledger, so every read
+        path works for it: a row already dispatched, whose id is the flow run's id (what the flow's
+        :func:`~sojourn.job_identity.current_job_id` falls back to without a ``job:`` tag). Idempotent on that
+        id: a run adopted before keeps its row (and ``external_id``); the second value says whether it was new."""
+        run_id = str(flow_run.id)
+        params = flow_run.parameters or {}
+        row = Job(
+            id=run_id, owner=owner, dialect=dialect, external_id=external_id, group_id=group_id, kind=kind,
+            spec=json.dumps(params.get("spec", params), default=str), priority=flow_run.work_queue_name or "normal",
+            run_at=flow_run.expected_start_time, labels=json.dumps(labels or {}), flow_run_id=run_id, dispatched_at=datetime.now(timezone.utc),
+        )
+        try:
+            row, created = await self.ledger.adopt(row)
+        except Exception as exc:
+            log.error("could not adopt flow run %s into the ledger: %r", run_id, exc)
+            raise ServiceError(503, "SERVICE_UNAVAILABLE", "The job could not be recorded (the database is unavailable). Try again.",
+                               headers={"Retry-After": "2"}) from None
+        if created:
+            self.live.drop_lists(row.owner)
+        return await self.read(row, flow_run, with_progress=False), created
+
     @staticmethod
     def _within_allow_list(spec: JobSpec, principal: Principal) -> JobSpec:
         """A key with a URL allow-list: its step URLs must match, and the job carries the list to the browser."""

@@ -100,6 +100,8 @@ class ScrapeSchedule(SQLModel, table=True):
     next_run: datetime | None = None
     last_run: datetime | None = None
     last_status: str | None = None
-    history: str = Field(default="[]", description="JSON list of {job_id, started_at, status}")
+    history: str = Field(default="[]", description="JSON list of {job_id, scheduled_at, status}")
+    deployment_id: str | None = Field(default=None, description="its Prefect deployment (scrape/sch_…), which carries the cron schedule")
+    url_allow: str | None = Field(default=None, description="JSON: the URL allow-list of the key that made it, given to its runs")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sojourn.services.jobs import JobService
 from sojourn.services.scrape.catalog import Catalog
 from sojourn.services.scrape.jobs import ScrapeJobs
+from sojourn.services.scrape.schedules import Schedules
 from sojourn.settings import Settings
 
 
@@ -15,6 +18,11 @@ class ScrapeService:
         self.catalog = Catalog(settings)
         self.jobs = ScrapeJobs(settings, svc, self.catalog)
         self.results = self.jobs.results
+        self.schedules = Schedules(settings, svc, self.catalog, self.jobs)
+
+    def loops(self) -> list[Any]:
+        return [self.jobs.listen_forever(), self.jobs.sweep_forever(), self.schedules.listen_forever(), self.schedules.sweep_forever(),
+                self.schedules.tick_forever()]
 
 
-__all__ = ["Catalog", "ScrapeJobs", "ScrapeService"]
+__all__ = ["Catalog", "Schedules", "ScrapeJobs", "ScrapeService"]

@@ -49,6 +49,7 @@ class ScrapeJobs:
         self.db_url = settings.database_location
         self.results = Results(self.db_url, svc.store)
         self._project_locks: dict[str, asyncio.Lock] = {}
+        self._finish_locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------ rows
     def row(self, job_id: str, principal: Principal) -> ScrapeJob:
@@ -74,8 +75,7 @@ class ScrapeJobs:
                      source: str = "manual", schedule_id: str | None = None, retry_of: str | None = None) -> dict[str, Any]:
         project = await asyncio.to_thread(self.catalog.project, project_id, principal)
         config = self.catalog.project_config(project)
-        lock = self._project_locks.setdefault(project_id, asyncio.Lock())
-        async with lock:
+        async with self.project_lock(project_id):
             targets = await asyncio.to_thread(self.catalog.targets_of, project_id, target_ids)
             if target_ids is not None:
                 known = {t.id for t in targets}
@@ -86,18 +86,12 @@ class ScrapeJobs:
                 raise bad_request("NO_TARGETS", "Project has no targets" if target_ids is None else "No targets were named", project_id=project_id)
             if await self._running(project_id):
                 raise bad_request("JOB_RUNNING", f"Another job is already running in project '{project_id}'", project_id=project_id)
-            limit = int(config.get("daily_job_limit") or self.settings.scrape_daily_job_limit)
+            limit = self.daily_limit(config)
             if await asyncio.to_thread(self._today, project_id) >= limit:
                 raise bad_request("RATE_LIMITED", f"Daily job limit exceeded ({limit} jobs per day for this project)", limit=limit)
             cap = int(max_results or config["max_results_per_target"])
             job_id = new_id("job")
-            spec = {
-                "project_id": project_id, "job": job_id,
-                "targets": [{"id": t.id, "url": t.url, **self.catalog.extract_of(t)} for t in targets],
-                "max_results_per_target": cap, "rate_limit_delay": float(config.get("rate_limit_delay") or 0),
-                "retries": self.settings.scrape_target_retries, "retry_delay": self.settings.scrape_retry_delay,
-                "parallel_domains": self.settings.scrape_parallel_domains, "url_allow": list(principal.url_allow),
-            }
+            spec = self.spec_for(project_id, config, targets, cap, list(principal.url_allow), job=job_id)
             labels = {"type": "scrape", "project": project_id, "source": source}
             (view,) = await self.svc.accept(
                 [NewJob(spec=spec, labels=labels, external_id=job_id, group_id=project_id, kind="scrape")],
@@ -110,6 +104,26 @@ class ScrapeJobs:
             )
             await asyncio.to_thread(self._save, row, new=True)
         return await self.render(row, view)
+
+    def spec_for(self, project_id: str, config: dict[str, Any], targets: list[Any], cap: int | None, url_allow: list[str],
+                 job: str | None = None) -> dict[str, Any]:
+        """The ``scrape`` flow's parameters["spec"]: the targets' definitions as they are now (a snapshot)."""
+        spec = {
+            "project_id": project_id, "job": job,
+            "targets": [{"id": t.id, "url": t.url, **self.catalog.extract_of(t)} for t in targets],
+            "max_results_per_target": int(cap or config["max_results_per_target"]), "rate_limit_delay": float(config.get("rate_limit_delay") or 0),
+            "retries": self.settings.scrape_target_retries, "retry_delay": self.settings.scrape_retry_delay,
+            "parallel_domains": self.settings.scrape_parallel_domains, "url_allow": list(url_allow),
+        }
+        if job is None:
+            spec.pop("job")
+        return spec
+
+    def project_lock(self, project_id: str) -> asyncio.Lock:
+        return self._project_locks.setdefault(project_id, asyncio.Lock())
+
+    def daily_limit(self, config: dict[str, Any]) -> int:
+        return int(config.get("daily_job_limit") or self.settings.scrape_daily_job_limit)
 
     async def _running(self, project_id: str) -> bool:
         """A job of the project still pending or running (statuses the table shows are checked against the job)."""
@@ -203,6 +217,20 @@ class ScrapeJobs:
         """The job ended: ingest its results, keep its final rendering."""
         if row.final:
             return loads(row.final, {})
+        # One finish per job at a time (the event listener, a poll, the sweep): the second finds it done, and
+        # never ingests the results again while a client may already be reading them.
+        async with self._finish_locks.setdefault(row.id, asyncio.Lock()):
+            fresh = await asyncio.to_thread(self._row, row.id)
+            if fresh is not None and fresh.final:
+                row.status, row.final, row.ingested_at = fresh.status, fresh.final, fresh.ingested_at
+                return loads(fresh.final, {})
+            return await self._finish(row, view)
+
+    def _row(self, job_id: str) -> ScrapeJob | None:
+        with session(self.db_url) as db:
+            return db.get(ScrapeJob, job_id)
+
+    async def _finish(self, row: ScrapeJob, view: JobView | None) -> dict[str, Any]:
         view = view or await self.svc.get(row.job_id, SWEEPER, with_progress=False)
         status_file = await self.results.ingest(row)
         rendered = await self.render(row, view, status_file)
@@ -220,7 +248,7 @@ class ScrapeJobs:
             history = loads(sch.history, [])
             for h in history:
                 if h.get("job_id") == row.id:
-                    h["status"] = status
+                    h["status"] = status = "skipped" if h.get("status") == "skipped" else status
             sch.history = json.dumps(history[-50:])
             if history and history[-1].get("job_id") == row.id:
                 sch.last_status = status
@@ -357,7 +385,7 @@ class ScrapeJobs:
                                     row.status = "running"
                                     await asyncio.to_thread(self._save, row)
                             else:
-                                await self.results.ingest(row, [payload.get("target_id")])
+                                await self.results.ingest(row, [payload.get("target_id")], unless_final=True)
                 elif name in FINAL_EVENTS and "dialect:scrape" in (item.get("tags") or []) and item.get("job_id"):
                     row = await asyncio.to_thread(self._row_by_sojourn_id, item["job_id"])
                     if row is not None and not row.final:

@@ -56,10 +56,13 @@ class Results:
             return None
         return loads(raw.decode(), None)
 
-    async def ingest(self, job: ScrapeJob, target_ids: list[str] | None = None) -> dict[str, Any] | None:
-        """Copy the stored items of the job's targets (all, or the named ones) into the table; the status file read."""
+    async def ingest(self, job: ScrapeJob, target_ids: list[str] | None = None, *, unless_final: bool = False) -> dict[str, Any] | None:
+        """Copy the stored items of the job's targets (all, or the named ones) into the table; the status file read.
+        ``unless_final``: not if the job was finished (all its results ingested) meanwhile."""
         lock = self._locks.setdefault(job.id, asyncio.Lock())
         async with lock:
+            if unless_final and await asyncio.to_thread(self._final, job.id):
+                return None
             status = await self.status_file(job.job_id)
             if status is None:
                 return None
@@ -83,6 +86,11 @@ class Results:
                         ))
                 await asyncio.to_thread(self._replace, job, tid, rows, t.get("status") in ("completed", "failed", "cancelled"))
             return status
+
+    def _final(self, job_id: str) -> bool:
+        with session(self.db_url) as db:
+            found = db.get(ScrapeJob, job_id)
+        return found is None or found.final is not None
 
     def _replace(self, job: ScrapeJob, target_id: str, rows: list[ScrapeResult], ended: bool) -> None:
         with session(self.db_url) as db:
@@ -118,6 +126,24 @@ class Results:
             order = ScrapeResult.seq.desc() if newest_first else ScrapeResult.seq  # type: ignore[union-attr]
             rows = db.exec(self._filtered(select(ScrapeResult), **kw).order_by(order).offset((page - 1) * per_page).limit(per_page)).all()
         return [render(r) for r in rows], int(total)
+
+    def one(self, result_id: str) -> ScrapeResult | None:
+        with session(self.db_url) as db:
+            return db.exec(select(ScrapeResult).where(ScrapeResult.id == result_id)).first() if len(result_id) <= 40 else None
+
+    def delete(self, result_id: str) -> None:
+        """One result goes; its target's ``results_count`` follows."""
+        with session(self.db_url) as db:
+            row = db.exec(select(ScrapeResult).where(ScrapeResult.id == result_id)).first()
+            if row is None:
+                return
+            db.delete(row)
+            db.flush()
+            target = db.get(ScrapeTarget, row.target_id)
+            if target is not None:
+                target.results_count = int(db.exec(select(func.count()).select_from(ScrapeResult).where(ScrapeResult.target_id == row.target_id)).one())
+                db.add(target)
+            db.commit()
 
     def count(self, *, job_id: str) -> int:
         with session(self.db_url) as db:

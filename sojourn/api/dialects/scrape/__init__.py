@@ -23,6 +23,7 @@ from sojourn.services.principals import Principal
 from sojourn.services.scrape import ScrapeService
 from sojourn.services.scrape.catalog import Catalog
 from sojourn.services.scrape.common import invalid, page_of
+from sojourn.services.scrape.results import render as render_result
 from sojourn.settings import Settings
 
 PREFIX = "/api/v1"
@@ -105,6 +106,20 @@ class BulkTargets(_Body):
     targets: list[TargetCreate] = Field(min_length=1, max_length=1000)
 
 
+class ScheduleFields(_Body):
+    frequency: Literal["hourly", "daily", "weekly", "monthly"] | None = Field(None, description="or `cron`")
+    time: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM in `timezone` (hourly: the minute)")
+    timezone: str | None = Field(None, max_length=64, description="IANA timezone, default UTC")
+    day_of_week: int | None = Field(None, ge=0, le=6, description="weekly: 0 = Monday … 6 = Sunday (default 0)")
+    day_of_month: int | None = Field(None, ge=1, le=31, description="monthly: 1–31 (default 1; months without that day are skipped)")
+    cron: str | None = Field(None, min_length=1, max_length=200, description="a five-field cron expression instead of a frequency")
+    enabled: bool | None = None
+
+
+class ScheduleCreate(ScheduleFields):
+    project_id: str = Field(min_length=1, max_length=40)
+
+
 class JobCreate(_Body):
     target_ids: list[str] | None = None
     max_results_per_target: int | None = Field(None, ge=1, le=1000)
@@ -161,7 +176,7 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
     async def start(_main: FastAPI) -> list[Any]:
         service = ScrapeService(settings, _main.state.jobs)
         app.state.scrape = service
-        return [service.jobs.listen_forever(), service.jobs.sweep_forever()]
+        return service.loops()
 
     main.state.on_start.append(start)
 
@@ -176,6 +191,12 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
 
     async def in_thread(fn: Any, *args: Any, **kw: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kw)
+
+    async def refresh(project_id: str) -> None:
+        """The project's targets or config changed: its schedule's runs take the new snapshot."""
+        service = getattr(app.state, "scrape", None)
+        if service is not None:
+            await service.schedules.refresh(project_id)
 
     Page = Query(1, ge=1)
     PerPage = Query(20, ge=1, le=100)
@@ -206,11 +227,15 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
         if body.config is not None:
             changes["config"] = body.config.values()
         row = await in_thread(catalog.update_project, project_id, p, changes)
+        if body.config is not None:
+            await refresh(project_id)
         return catalog.render_project(row, await in_thread(catalog.counts, project_id))
 
     @app.delete(f"{PREFIX}/projects/{{project_id}}", status_code=204, tags=["projects"], summary="Delete a project, its targets and results")
     async def delete_project(project_id: str, request: Request) -> Response:
         p = who(request, True)
+        await in_thread(catalog.project, project_id, p)
+        await scrape().schedules.project_deleted(project_id)
         await in_thread(catalog.delete_project, project_id, p)
         return Response(status_code=204)
 
@@ -227,6 +252,7 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
         p = who(request, True)
         data = {**body.extract(), "url": body.url}
         (row,), _ = await in_thread(catalog.create_targets, project_id, p, [data])
+        await refresh(project_id)
         return catalog.render_target(row)
 
     @app.post(f"{PREFIX}/projects/{{project_id}}/targets/bulk", status_code=201, tags=["targets"], summary="Add many targets")
@@ -240,6 +266,8 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
                 field = (exc.details or {}).get("field", "")
                 raise invalid(f"targets.{i}.{field}", exc.message.split(": ", 1)[-1]) from None
         rows, errors = await in_thread(catalog.create_targets, project_id, p, bodies, bulk=True)
+        if rows:
+            await refresh(project_id)
         return {"created": len(rows), "failed": len(errors), "targets": [catalog.render_target(r) for r in rows], "errors": errors}
 
     @app.get(f"{PREFIX}/targets/{{target_id}}", tags=["targets"], summary="Get a target")
@@ -251,12 +279,16 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
     async def update_target(target_id: str, body: TargetUpdate, request: Request) -> dict[str, Any]:
         p = who(request, True)
         changes = {**body.extract(), **({"url": body.url} if body.url is not None else {})}
-        return catalog.render_target(await in_thread(catalog.update_target, target_id, p, changes))
+        row = await in_thread(catalog.update_target, target_id, p, changes)
+        await refresh(row.project_id)
+        return catalog.render_target(row)
 
     @app.delete(f"{PREFIX}/targets/{{target_id}}", status_code=204, tags=["targets"], summary="Delete a target")
     async def delete_target(target_id: str, request: Request) -> Response:
         p = who(request, True)
+        row = await in_thread(catalog.target, target_id, p)
         await in_thread(catalog.delete_target, target_id, p)
+        await refresh(row.project_id)
         return Response(status_code=204)
 
     # -------------------------------------------------------------- jobs
@@ -349,6 +381,57 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
         items, total = await in_thread(scrape().results.page, project_id=project_id, job_id=job_id, target_id=target_id, page=page,
                                        per_page=per_page, newest_first=sort == "-created_at")
         return page_of(items, total, page, per_page)
+
+    @app.get(f"{PREFIX}/results/{{result_id}}", tags=["results"], summary="Get one result")
+    async def get_result(result_id: str, request: Request) -> dict[str, Any]:
+        return render_result(await one_result(result_id, who(request)))
+
+    @app.delete(f"{PREFIX}/results/{{result_id}}", status_code=204, tags=["results"], summary="Delete one result")
+    async def delete_result(result_id: str, request: Request) -> Response:
+        await one_result(result_id, who(request, True))
+        await in_thread(scrape().results.delete, result_id)
+        return Response(status_code=204)
+
+    async def one_result(result_id: str, p: Principal) -> Any:
+        row = await in_thread(scrape().results.one, result_id)
+        if row is None or not (p.is_admin or p.name == row.owner):
+            raise ServiceError(404, "NOT_FOUND", f"Result '{result_id}' not found", {"id": result_id})
+        return row
+
+    # -------------------------------------------------------------- schedules
+    @app.get(f"{PREFIX}/schedules", tags=["schedules"], summary="List schedules")
+    async def list_schedules(request: Request, page: int = Page, per_page: int = PerPage) -> dict[str, Any]:
+        p = who(request)
+        schedules = scrape().schedules
+        rows, total = await in_thread(schedules.list_rows, p, page, per_page)
+        return page_of([await in_thread(schedules.render, r) for r in rows], total, page, per_page)
+
+    @app.post(f"{PREFIX}/schedules", status_code=201, tags=["schedules"], summary="Create a project's schedule (one per project)")
+    async def create_schedule(body: ScheduleCreate, request: Request) -> dict[str, Any]:
+        p = who(request, True)
+        return await scrape().schedules.create(p, body.project_id, body.model_dump(exclude={"project_id"}))
+
+    @app.get(f"{PREFIX}/schedules/project/{{project_id}}", tags=["schedules"], summary="Get a project's schedule")
+    async def get_schedule(project_id: str, request: Request) -> dict[str, Any]:
+        schedules = scrape().schedules
+        return await in_thread(schedules.render, await in_thread(schedules.row, project_id, who(request)))
+
+    @app.put(f"{PREFIX}/schedules/project/{{project_id}}", tags=["schedules"], summary="Update a project's schedule (partial)")
+    async def update_schedule(project_id: str, body: ScheduleFields, request: Request) -> dict[str, Any]:
+        return await scrape().schedules.update(who(request, True), project_id, body.model_dump(exclude_unset=True))
+
+    @app.delete(f"{PREFIX}/schedules/project/{{project_id}}", status_code=204, tags=["schedules"], summary="Delete a project's schedule")
+    async def delete_schedule(project_id: str, request: Request) -> Response:
+        await scrape().schedules.delete(who(request, True), project_id)
+        return Response(status_code=204)
+
+    @app.post(f"{PREFIX}/schedules/project/{{project_id}}/toggle", tags=["schedules"], summary="Enable or disable a project's schedule")
+    async def toggle_schedule(project_id: str, request: Request) -> dict[str, Any]:
+        return await scrape().schedules.toggle(who(request, True), project_id)
+
+    @app.post(f"{PREFIX}/schedules/project/{{project_id}}/run", status_code=201, tags=["schedules"], summary="Run a project's schedule now")
+    async def run_schedule(project_id: str, request: Request) -> dict[str, Any]:
+        return await scrape().schedules.run_now(who(request, True), project_id)
 
     return app
 

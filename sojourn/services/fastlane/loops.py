@@ -7,6 +7,8 @@
 - ``cron``: jobs whose next firing is due get one execution each (a scheduled flow run at the firing time,
   made a few seconds ahead); the claim is a conditional update, so several API processes fire it once.
 - ``deliver``: the webhook outbox, with fastlane's body, per-hook headers and retries, 5, 10, 20 … s apart.
+
+Their database reads and writes run in threads, off the API's event loop.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ async def watch(svc: FastlaneService) -> None:
         if not item["event"].startswith("prefect.flow-run.") or "dialect:fastlane" not in item.get("tags", ()) or not item.get("job_id"):
             continue
         try:
-            ex = svc.by_ledger_job(item["job_id"])
+            ex = await asyncio.to_thread(svc.by_ledger_job, item["job_id"])
             if ex is not None and not ex.final:
                 await svc.refresh(ex)
         except Exception as exc:
@@ -57,7 +59,7 @@ async def watch(svc: FastlaneService) -> None:
 async def sweep(svc: FastlaneService) -> None:
     while True:
         try:
-            pending = svc.unfinished()
+            pending = await asyncio.to_thread(svc.unfinished)
             if pending:
                 await svc.current(pending)
         except Exception as exc:
@@ -74,22 +76,29 @@ async def cron(svc: FastlaneService) -> None:
         await asyncio.sleep(1.0)
 
 
-async def fire_due(svc: FastlaneService) -> None:
-    now = utcnow()
+def _due(svc: FastlaneService, now: Any) -> list[FastlaneJob]:
     with session(svc.db) as db:
-        due = list(db.exec(select(FastlaneJob).where(
+        return list(db.exec(select(FastlaneJob).where(
             FastlaneJob.cron != None, FastlaneJob.stopped == False, FastlaneJob.next_run_at != None,  # noqa: E711,E712
             col(FastlaneJob.next_run_at) <= now + CRON_AHEAD)))
-    for job in due:
+
+
+def _claim_firing(svc: FastlaneService, job: FastlaneJob, following: Any) -> bool:
+    with session(svc.db) as db:
+        claimed = db.execute(update(FastlaneJob).where(col(FastlaneJob.id) == job.id, col(FastlaneJob.next_run_at) == job.next_run_at,
+                                                       col(FastlaneJob.stopped) == False)  # noqa: E712
+                             .values(next_run_at=following))
+        db.commit()
+    return claimed.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def fire_due(svc: FastlaneService) -> None:
+    now = utcnow()
+    for job in await asyncio.to_thread(_due, svc, now):
         firing = aware(job.next_run_at)
         assert firing is not None and job.cron
         following = next_firing(job.cron, firing)
-        with session(svc.db) as db:
-            claimed = db.execute(update(FastlaneJob).where(col(FastlaneJob.id) == job.id, col(FastlaneJob.next_run_at) == job.next_run_at,
-                                                           col(FastlaneJob.stopped) == False)  # noqa: E712
-                                 .values(next_run_at=following))
-            db.commit()
-        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+        if await asyncio.to_thread(_claim_firing, svc, job, following):
             await svc.create_execution(job, run_at=max(firing, now))
 
 
@@ -98,7 +107,7 @@ async def deliver(svc: FastlaneService) -> None:
     async with httpx.AsyncClient(timeout=svc.settings.fastlane_webhook_timeout, follow_redirects=False) as http:
         while True:
             try:
-                rows = _claim(svc)
+                rows = await asyncio.to_thread(_claim, svc)
                 if rows:
                     await asyncio.gather(*(_send(svc, http, r) for r in rows))
             except Exception as exc:
@@ -146,6 +155,10 @@ async def _send(svc: FastlaneService, http: httpx.AsyncClient, row: FastlaneHook
                 error = f"receiver answered {code}"
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
+    await asyncio.to_thread(_settle, svc, row, attempt, code, error)
+
+
+def _settle(svc: FastlaneService, row: FastlaneHookDelivery, attempt: int, code: int | None, error: str | None) -> None:
     _record(svc, row, attempt, code, error)
     with session(svc.db) as db:
         r = db.get(FastlaneHookDelivery, row.id)

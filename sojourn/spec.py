@@ -239,8 +239,6 @@ class JobSpec(_Model):
         for name, value in self.headers.items():
             if len(name) > 256 or len(value) > 8192:
                 raise ValueError(f"headers: {name[:40]!r} is too long (names 256, values 8192 characters)")
-        if self.capture.pdf and self.browser != "chromium":
-            raise ValueError("capture.pdf: PDF rendering needs chromium")
         return self
 
     @property

@@ -63,7 +63,6 @@ def test_fingerprint_ignores_scheduling_but_not_content() -> None:
         ({"steps": [{"url": "http://a.test/"}], "capture": {"pdf": {"delay": 20000}}}, "capture.pdf.delay", "10000"),
         ({"steps": [{"url": "http://a.test/"}], "capture": {"pdf": {"format": "B5"}}}, "capture.pdf.format", "A4"),
         ({"steps": [{"url": "http://a.test/"}], "cookies": [{"name": "a", "value": "b", "sameSite": "None"}]}, "cookies.0", "secure"),
-        ({"steps": [{"url": "http://a.test/"}], "browser": "firefox", "capture": ["pdf"]}, "capture.pdf", "chromium"),
         ({"steps": [{"url": "http://a.test/"}], "viewport": {"width": 10}}, "viewport.width", "greater than or equal to 100"),
     ],
 )

@@ -1,8 +1,12 @@
 """Finding a browser to launch and the ffmpeg Playwright records video with.
 
 Order for each browser kind: the configured executable, then Playwright's own
-installed build, then (Chromium only) Debian's ``/usr/bin/chromium``. Playwright
+installed build, then the system's: Debian's ``/usr/bin/chromium``, and for
+Firefox Debian's ``/usr/bin/firefox-esr`` (or ``/usr/bin/firefox``). Playwright
 cannot download browsers on machines without internet, so detect, never assume.
+
+A stock Firefox (not Playwright's patched build) is driven over WebDriver BiDi,
+behind :mod:`sojourn.browser.bidi_relay`; :attr:`BrowserChoice.bidi` says so.
 """
 
 from __future__ import annotations
@@ -44,6 +48,25 @@ def sandbox_args() -> list[str]:
 
 
 SYSTEM_CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+SYSTEM_FIREFOX = ("/usr/bin/firefox-esr", "/usr/bin/firefox")
+
+# Firefox preferences for every Firefox Sojourn launches (Playwright's own defaults come first).
+FIREFOX_PREFS = {
+    # Loopback goes through the job's proxy too (Firefox sends it direct by default): the URL policy decides.
+    "network.proxy.allow_hijacking_localhost": True,
+    "network.proxy.no_proxies_on": "",
+    # Nothing resolves or connects ahead of the page on its own: every connection is the page's, through the proxy.
+    "network.dns.disablePrefetch": True,
+    "network.prefetch-next": False,
+    "network.predictor.enabled": False,
+    "network.trr.mode": 5,
+    "network.captive-portal-service.enabled": False,
+    # WebRTC may not open UDP paths around the egress proxy (as Chromium's disable_non_proxied_udp).
+    "media.peerconnection.ice.proxy_only": True,
+    # Scrollbars over the page, as headless Chromium draws them: a 1280 px viewport lays out (and a full-page
+    # screenshot comes out) 1280 px wide, not 1268.
+    "ui.useOverlayScrollbars": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,7 @@ class BrowserChoice:
     kind: str
     executable: str | None  # None: Playwright's own build at its default path
     source: str  # "configured" | "playwright" | "system"
+    bidi: bool = False  # a stock Firefox: WebDriver BiDi through the relay, not Playwright's own protocol
 
 
 def _browsers_json() -> dict:
@@ -85,17 +109,31 @@ def playwright_build(kind: str) -> Path | None:
     return next((p for p in candidates if p.exists()), None)
 
 
+def is_playwright_firefox(executable: str) -> bool:
+    """Playwright's patched Firefox (its own protocol) rather than a stock one (WebDriver BiDi)?
+
+    Playwright's builds live in its browsers folder (``.../ms-playwright/firefox-<rev>/firefox/firefox``).
+    """
+    found = shutil.which(executable) or executable
+    path = Path(found).resolve()
+    parts = path.parts
+    return "ms-playwright" in parts or any(p.startswith("firefox-") and p[8:].isdigit() for p in parts) or (
+        browsers_path().resolve() in path.parents
+    )
+
+
 def find_browser(kind: str, configured: str | None) -> BrowserChoice | None:
     if configured:
         if Path(configured).exists() or shutil.which(configured):
-            return BrowserChoice(kind, configured, "configured")
+            bidi = kind == "firefox" and not is_playwright_firefox(configured)
+            return BrowserChoice(kind, configured, "configured", bidi=bidi)
         log.warning("configured %s executable %s does not exist", kind, configured)
     if playwright_build(kind):
         return BrowserChoice(kind, None, "playwright")
-    if kind == "chromium":
-        for path in SYSTEM_CHROMIUM:
-            if Path(path).exists():
-                return BrowserChoice(kind, path, "system")
+    system = {"chromium": SYSTEM_CHROMIUM, "firefox": SYSTEM_FIREFOX}.get(kind, ())
+    for path in system:
+        if Path(path).exists():
+            return BrowserChoice(kind, path, "system", bidi=kind == "firefox")
     return None
 
 

@@ -24,7 +24,8 @@ from playwright.async_api import Browser, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from sojourn.browser.egress import EgressProxy, JobPolicy
-from sojourn.browser.discovery import CHROMIUM_ARGS, BrowserChoice, ensure_ffmpeg, find_browser, sandbox_args
+from sojourn.browser import bidi_relay
+from sojourn.browser.discovery import CHROMIUM_ARGS, FIREFOX_PREFS, BrowserChoice, ensure_ffmpeg, find_browser, sandbox_args
 from sojourn.errors import ErrorCode, JobError
 from sojourn.settings import Settings, get_settings
 
@@ -82,7 +83,7 @@ class BrowserPool:
             raise JobError(
                 ErrorCode.BROWSER_UNAVAILABLE,
                 f"no {kind} browser is installed on this worker"
-                + (" (set SOJOURN_FIREFOX_EXECUTABLE to Playwright's Firefox build)" if kind == "firefox" else ""),
+                + (" (install firefox-esr, or set SOJOURN_FIREFOX_EXECUTABLE to a Firefox)" if kind == "firefox" else ""),
             )
         return choice
 
@@ -115,15 +116,19 @@ class BrowserPool:
                         raise
                     log.warning("Chromium could not start its sandbox here (%s); starting without it", str(exc).splitlines()[0])
                     browser = await pw.chromium.launch(args=CHROMIUM_ARGS + ["--no-sandbox"], **kwargs)
+            elif choice.bidi:
+                # A stock Firefox speaks WebDriver BiDi; the relay smooths over what an ESR does not know yet.
+                kwargs["executable_path"] = str(bidi_relay.launcher(self._tmp, choice.executable or "firefox"))
+                browser = await pw.firefox.launch(channel="moz-firefox", firefox_user_prefs=FIREFOX_PREFS, **kwargs)
             else:
-                browser = await pw.firefox.launch(**kwargs)
+                browser = await pw.firefox.launch(firefox_user_prefs=FIREFOX_PREFS, **kwargs)
         except PlaywrightError as exc:
             raise JobError(ErrorCode.BROWSER_UNAVAILABLE, f"{kind} failed to launch: {str(exc).splitlines()[0]}") from None
         launched = _Launched(browser, kind)
         browser.on("disconnected", lambda _b: self._on_disconnect(launched))
         self.stats.launches += 1
         self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
-        log.info("launched %s %s (%s)", kind, browser.version, choice.source)
+        log.info("launched %s %s (%s%s)", kind, browser.version, choice.source, ", WebDriver BiDi" if choice.bidi else "")
         return launched
 
     def _on_disconnect(self, launched: _Launched) -> None:

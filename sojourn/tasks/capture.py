@@ -69,7 +69,13 @@ async def render_pdf(page: Page, opts: PdfOptions) -> bytes:
             kwargs["margin"] = {side: _css(opts.margin) for side in ("top", "right", "bottom", "left")}
         else:
             kwargs["margin"] = {k: _css(v) for k, v in opts.margin.model_dump().items() if v is not None}
-    return await page.pdf(**kwargs)
+    try:
+        return await page.pdf(**kwargs)
+    except PlaywrightError as exc:
+        if "only supported for Headless Chromium" in str(exc):  # Playwright's own Firefox build cannot print
+            raise JobError(ErrorCode.INVALID_INPUT, "Invalid field `capture.pdf`: this worker's Firefox (Playwright's build) cannot print; "
+                                                    "use chromium, or Firefox through WebDriver BiDi (firefox-esr)") from None
+        raise
 
 
 def _css(value: float | str) -> str:

@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 from difflib import SequenceMatcher
 from typing import Any, Callable
 
 from sojourn.agent.actions import KEYS, AgentAction
-from sojourn.agent.observe import Element, Observation
+from sojourn.agent.observe import Element, Observation, TextBlock
+from sojourn.agent.reading import MONTHS, PRICE_WORDS, Money, bare_money, date_format, find_money, format_date, parse_date, price_value
 from sojourn.errors import ErrorCode, JobError
 
+__all__ = ["BuiltinPlanner", "parse_instructions", "parse_date", "price_value", "similarity"]
+
 FILLER = {"the", "a", "an", "button", "field", "box", "input", "link", "tab", "dropdown", "menu", "list", "checkbox", "option", "on", "please", "my"}
-PRICE = re.compile(r"(?:[$€£¥]\s?\d[\d,]*(?:\.\d+)?|\d[\d,]*(?:\.\d+)?\s?(?:€|EUR|USD|GBP|\$|£))")
-MONTHS = {m: i for i, m in enumerate(["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"], 1)}
-MONTHS.update({k[:3]: v for k, v in list(MONTHS.items())})
+# Words of a price question that do not narrow which price ("the cheapest fare", "its price").
+PRICE_GENERIC = {"price", "prices", "cost", "costs", "fare", "fares", "amount", "rate", "rates", "its", "their", "one", "value", "per", "of", "for", "in", "with", "how", "much", "is", "are", "what", "does", "do", "will", "would"}
+ORDINALS = {"second": 1, "third": 2, "fourth": 3, "fifth": 4}
+MESSAGE_WORDS = re.compile(r"\b(?:message|confirmation|notice|notification|alert|status|error|success|banner|feedback)\b", re.I)
+MESSAGE_HINT = re.compile(r"alert|notice|message|flash|toast|success|confirm|status|info|error|feedback|notification|snackbar", re.I)
 
 
 # ---------------------------------------------------------------------- clauses
@@ -48,7 +53,10 @@ def _unquote(s: str) -> str:
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("goto", re.compile(r"^(?:go to|open|visit|navigate to|browse to|load|start at|start on)\s+(?:the\s+)?(?:page\s+|site\s+|website\s+)?(?P<url>https?://\S+)$", re.I)),
     ("press", re.compile(r"^(?:press|hit)\s+(?:the\s+)?(?P<key>enter|return|tab|escape|esc|space|backspace|arrow ?down|arrow ?up|page ?down|page ?up)(?:\s+key)?$", re.I)),
-    ("search", re.compile(r"^search(?:\s+for)?\s+(?P<what>.+?)(?:\s+from\s+(?P<origin>.+?))?(?:\s+to\s+(?P<destination>.+?))?(?:\s+on\s+(?P<date>.+?))?$", re.I)),
+    ("search", re.compile(r"^(?:search(?:\s+for)?|look\s+(?:up|for))\s+(?P<what>.+?)(?:\s+from\s+(?P<origin>.+?))?(?:\s+to\s+(?P<destination>.+?))?(?:\s+on\s+(?P<date>.+?))?$", re.I)),
+    # "find (the cheapest) flights from A to B on D": a search when it names a kind of trip; "find the price" is a read
+    ("search", re.compile(r"^(?:find|check)\s+(?:me\s+)?(?P<what>(?:(?:the\s+)?(?:cheapest|cheap|available|direct|next)\s+)?(?:flights?|trains?|bus(?:es)?|ferr(?:y|ies)|hotels?|rooms?|connections?|tickets?))"
+                          r"(?:\s+from\s+(?P<origin>.+?))?(?:\s+to\s+(?P<destination>.+?))?(?:\s+on\s+(?P<date>.+?))?$", re.I)),
     ("fill", re.compile(r"^(?:type|enter|fill in|input|write|put)\s+(?P<value>.+?)\s+(?:into|in|as)\s+(?:the\s+)?(?P<field>.+?)$", re.I)),
     ("fill", re.compile(r"^fill(?:\s+in)?\s+(?:the\s+)?(?P<field>.+?)\s+(?:with|as)\s+(?P<value>.+)$", re.I)),
     ("fill", re.compile(r"^set\s+(?:the\s+)?(?P<field>.+?)\s+to\s+(?P<value>.+)$", re.I)),
@@ -59,7 +67,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("wait", re.compile(r"^wait\s+(?:for|until)\s+(?:the\s+)?(?P<text>.+?)(?:\s+(?:appears|is shown|shows|to appear|loads))?$", re.I)),
     ("screenshot", re.compile(r"^(?:take|make|capture)\s+(?:a\s+)?screenshot(?:\s+of\s+(?P<what>.+))?$", re.I)),
     ("scroll", re.compile(r"^scroll\s+(?P<dir>down|up)(?:.*)$", re.I)),
-    ("read", re.compile(r"^(?:return|extract|read|get|tell me|report|find out|give me|what is|what's|show me)\s+(?:me\s+)?(?:the\s+)?(?P<what>.+)$", re.I)),
+    ("read", re.compile(r"^(?:return|extract|read|get|tell me|report|find out|find|give me|what is|what's|what are|show me)\s+(?:me\s+)?(?:the\s+)?(?P<what>.+)$", re.I)),
+    ("read", re.compile(r"^(?P<what>how much\s+.+)$", re.I)),
     ("click", re.compile(r"^(?:click|press|tap|hit|follow|choose|select|open)(?:\s+on)?\s+(?:the\s+)?(?P<ref>.+?)$", re.I)),
 ]
 
@@ -84,12 +93,15 @@ def split_clauses(text: str) -> list[str]:
 
 
 def _match(source: str) -> Clause | None:
-    body = re.sub(r"^(?:please|now|first|next|finally|also|and)\s+", "", source, flags=re.I).strip()
+    body = re.sub(r"^(?:please|now|first|next|finally|also|and)\s+", "", source, flags=re.I).strip().rstrip("?!").strip()
     for kind, pattern in _PATTERNS:
         m = pattern.match(body)
         if m:
             return Clause(kind, source, {k: _unquote(v) for k, v in m.groupdict().items() if v})
     return None
+
+
+_ON_PAGE = re.compile(r"^(?P<rest>.+?)\s+(?:on|at|from|in)\s+(?:the\s+(?:page|site|website)\s+)?(?P<url>https?://\S+?)[?!.]*$", re.I)
 
 
 def parse_instructions(text: str) -> list[Clause]:
@@ -98,6 +110,10 @@ def parse_instructions(text: str) -> list[Clause]:
     while pending:
         source = pending.pop(0)
         clause = _match(source)
+        on_page = _ON_PAGE.match(source)
+        if on_page and (clause is None or clause.kind != "goto"):  # "what's the cheapest fare on https://…?": open it first
+            pending[:0] = [f"go to {on_page.group('url')}", on_page.group("rest")]
+            continue
         if clause is not None:
             clauses.append(clause)
             continue
@@ -117,7 +133,8 @@ def parse_instructions(text: str) -> list[Clause]:
 
 
 def _norm(s: str) -> str:
-    return " ".join(w for w in re.findall(r"[a-z0-9]+", s.lower()) if w not in FILLER)
+    s = re.sub(r"(?<=[a-z])-(?=[a-z])", "", s.lower())  # "E-mail" is "email", "Check-in" is "checkin"
+    return " ".join(w for w in re.findall(r"[a-z0-9]+", s) if w not in FILLER)
 
 
 def similarity(ref: str, name: str) -> float:
@@ -150,60 +167,27 @@ def ground(obs: Observation, ref: str, clause: Clause, accept: Callable[[Element
 
 
 def is_clickable(el: Element) -> bool:
-    return el.role in ("button", "link", "tab", "menuitem", "option", "checkbox", "radio", "generic") or el.tag in ("summary",)
+    return el.role in ("button", "link", "tab", "menuitem", "option", "checkbox", "radio", "switch", "generic") or el.tag in ("summary",)
+
+
+def is_date_field(el: Element) -> bool:
+    return el.type == "date" or el.role == "date" or bool(date_format(el.placeholder) or date_format(el.label))
 
 
 def is_fillable(el: Element) -> bool:
     return el.tag == "textarea" or (el.tag == "input" and el.role in ("textbox", "searchbox", "date", "spinbutton"))
 
 
-# ---------------------------------------------------------------------- values
-
-
-def parse_date(text: str, today: date | None = None) -> date | None:
-    """"July 6th", "6 July 2025", "2025-07-06", "07/06/2025" (US order)."""
-    today = today or date.today()
-    t = text.lower().strip()
-    try:
-        return date.fromisoformat(t)
-    except ValueError:
-        pass
-    m = re.match(r"^(\d{1,2})/(\d{1,2})/(\d{4})$", t)
-    if m:
-        return date(int(m.group(3)), int(m.group(1)), int(m.group(2)))
-    month = next((MONTHS[w] for w in re.findall(r"[a-z]+", t) if w in MONTHS), None)
-    day = re.search(r"\b(\d{1,2})(?:st|nd|rd|th)?\b", t)
-    year = re.search(r"\b(\d{4})\b", t)
-    if month is None or day is None:
-        return None
-    y = int(year.group(1)) if year else today.year
-    d = date(y, month, int(day.group(1)))
-    if not year and d < today:
-        d = date(y + 1, month, int(day.group(1)))
-    return d
-
-
-def price_value(text: str) -> float | None:
-    m = PRICE.search(text)
-    if not m:
-        return None
-    digits = re.sub(r"[^\d.,]", "", m.group(0))
-    if "," in digits and "." not in digits and re.search(r",\d{2}$", digits):
-        digits = digits.replace(",", ".")
-    try:
-        return float(digits.replace(",", ""))
-    except ValueError:
-        return None
-
-
 # ---------------------------------------------------------------------- the planner
 
 
-ORIGIN_NAMES = ["from", "origin", "departure", "leaving from", "depart from", "flying from"]
-DESTINATION_NAMES = ["to", "destination", "arrival", "going to", "flying to"]
-DATE_NAMES = ["date", "departure date", "depart", "when", "on", "travel date"]
-SEARCH_NAMES = ["search", "query", "q", "find", "keywords"]
-SUBMIT_NAMES = ["search", "find", "go", "submit", "search flights", "find flights", "show flights"]
+# English first, then the words of the commonest other site languages (German, French, Spanish, Italian, Portuguese, Dutch).
+ORIGIN_NAMES = ["from", "origin", "departure", "leaving from", "depart from", "flying from", "von", "abfahrt", "départ", "origen", "desde", "partenza", "origem", "van", "vertrek"]
+DESTINATION_NAMES = ["to", "destination", "arrival", "going to", "flying to", "nach", "ziel", "arrivée", "destino", "hacia", "arrivo", "naar", "bestemming"]
+DATE_NAMES = ["date", "departure date", "depart", "departing", "outbound", "when", "on", "travel date", "datum", "fecha", "data", "hinfahrt", "aller"]
+SEARCH_NAMES = ["search", "query", "q", "find", "keywords", "suche", "recherche", "buscar", "cerca", "zoeken"]
+SUBMIT_NAMES = ["search", "find", "go", "submit", "search flights", "find flights", "show flights", "show results", "let's go",
+                "suchen", "rechercher", "buscar", "cerca", "zoeken", "pesquisar"]
 
 
 class BuiltinPlanner:
@@ -282,11 +266,23 @@ class BuiltinPlanner:
         raise JobError(ErrorCode.INVALID_INPUT, f"I did not understand the instruction {c.source!r}")
 
     def _value_for(self, el: Element, value: str) -> str:
+        """What to type: a date field gets the date in its own format (ISO for type=date, the
+        placeholder's "dd/mm/yyyy" or "MM/DD/YYYY" for a text field); anything else as told."""
         if el.role == "date" or el.type == "date":
-            d = parse_date(value)
+            d = parse_date(value, day_first=False)
             if d is None:
                 raise JobError(ErrorCode.INVALID_INPUT, f"{value!r} is not a date I can read (try 'July 6th' or '2025-07-06')")
             return d.isoformat()
+        fmt = date_format(el.placeholder) or date_format(el.label)
+        if fmt:
+            try:
+                datetime.strptime(value.strip(), fmt)
+                return value.strip()  # already written the way the field wants it
+            except ValueError:
+                pass
+            d = parse_date(value, day_first=False)
+            if d is not None:
+                return format_date(d, fmt)
         return value
 
     def _ground_select(self, obs: Observation, field: str | None, option: str, c: Clause) -> Element:
@@ -305,11 +301,16 @@ class BuiltinPlanner:
         a = c.args
         actions: list[AgentAction] = []
         if "origin" in a or "destination" in a:
-            for key, names, label in (("origin", ORIGIN_NAMES, "From"), ("destination", DESTINATION_NAMES, "To"), ("date", DATE_NAMES, "Date")):
+            used: set[str] = set()
+            for key, names, label in (("origin", ORIGIN_NAMES, "From"), ("destination", DESTINATION_NAMES, "To")):
                 if key not in a:
                     continue
-                el = self._best_of(obs, names, is_fillable if key != "date" else (lambda e: is_fillable(e) or e.type == "date"), c, label)
+                el = self._best_of(obs, names, lambda e: is_fillable(e) and e.handle not in used and not is_date_field(e), c, label)
+                assert el is not None
+                used.add(el.handle)
                 actions.append(AgentAction("fill", handle=el.handle, text=self._value_for(el, a[key]), label=f"Filling {el.name or label}", clause=c.source))
+            if "date" in a:
+                actions += self._fill_date(obs, a["date"], c, used)
         else:
             field = next((e for e in obs.elements if e.role == "searchbox"), None) or self._best_of(obs, SEARCH_NAMES, is_fillable, c, "search box", required=False)
             if field is None:
@@ -318,11 +319,36 @@ class BuiltinPlanner:
                     raise JobError(ErrorCode.ACTION_FAILED, f"in {c.source!r}: found no search box on {obs.url}")
                 field = fillable[0]
             actions.append(AgentAction("fill", handle=field.handle, text=a["what"], label=f"Searching for {a['what']}", clause=c.source))
-        submit = self._best_of(obs, SUBMIT_NAMES, lambda e: e.role == "button", c, "search button", required=False)
+        # the submit control: a button, or a link or div the site styles as one
+        submit = self._best_of(obs, SUBMIT_NAMES, lambda e: e.role == "button" or e.styled and e.role == "link", c, "search button", required=False)
         if submit is not None:
             actions.append(AgentAction("click", handle=submit.handle, label=f"Clicking {submit.name}", clause=c.source))
         else:
-            actions.append(AgentAction("press", handle=actions[-1].handle, key="Enter", label="Pressing Enter", clause=c.source))
+            last_field = next(x.handle for x in reversed(actions) if x.verb == "fill" or x.verb == "select")
+            actions.append(AgentAction("press", handle=last_field, key="Enter", label="Pressing Enter", clause=c.source))
+        return actions
+
+    def _fill_date(self, obs: Observation, value: str, c: Clause, used: set[str]) -> list[AgentAction]:
+        """The date of a search: a date field (named like one, or asking for a date format), else Day/Month/Year selects."""
+        candidates = [e for e in obs.elements if (is_fillable(e) or e.type == "date") and e.handle not in used]
+        el = self._best_of(obs, DATE_NAMES, lambda e: e in candidates, c, "Date", required=False)
+        if el is None:
+            el = next((e for e in candidates if is_date_field(e)), None)
+        if el is not None:
+            return [AgentAction("fill", handle=el.handle, text=self._value_for(el, value), label=f"Filling {el.name or 'Date'}", clause=c.source)]
+        parts = date_selects(obs)
+        if parts is None:
+            seen = ", ".join(repr(e.name) for e in candidates if e.name) or "nothing suitable"
+            raise JobError(ErrorCode.ACTION_FAILED, f"in {c.source!r}: found no Date field on {obs.url}; the page has {seen}")
+        d = parse_date(value, day_first=False)
+        if d is None:
+            raise JobError(ErrorCode.INVALID_INPUT, f"{value!r} is not a date I can read (try 'July 6th' or '2025-07-06')")
+        actions = []
+        for part, el in zip(("day", "month", "year"), parts):
+            option = next((o for o in el.options if _option_is(o, part, d)), None)
+            if option is None:
+                raise JobError(ErrorCode.ACTION_FAILED, f"in {c.source!r}: the {part} list on {obs.url} has no {getattr(d, part)}")
+            actions.append(AgentAction("select", handle=el.handle, text=option, label=f"Choosing {option} in {el.name or part.title()}", clause=c.source))
         return actions
 
     @staticmethod
@@ -343,40 +369,152 @@ class BuiltinPlanner:
 
     # ------------------------------------------------------------------ reading
     def read(self, obs: Observation, what: str, c: Clause) -> str:
-        w = what.lower().strip()
-        pick = next((k for k in ("cheapest", "lowest", "highest", "most expensive", "first", "last", "latest") if k in w), None)
-        subject = re.sub(r"\b(cheapest|lowest|highest|most expensive|first|last|latest)\b", "", w).strip()
+        w = what.lower().strip().rstrip("?!. ")
+        how = re.match(r"^how much\s+(?:is|are|does|do|did|will|would|was|for)?\s*(?:the\s+|a\s+|an\s+)?(?P<item>.+?)(?:\s+costs?)?$", w)
+        if how:  # "how much is the Blue kettle", "how much the Steel kettle costs"
+            w = f"price of {how.group('item')}"
+        pick = next((k for k in ("cheapest", "lowest", "highest", "most expensive", "first", "last", "latest", *ORDINALS) if re.search(rf"\b{k}\b", w)), None)
+        subject = re.sub(r"\b(cheapest|lowest|highest|most expensive|first|last|latest|" + "|".join(ORDINALS) + r")\b", "", w).strip()
+        subject = re.sub(r"\s+", " ", subject)
         if re.fullmatch(r"(page )?title", subject):
             return obs.title
         if re.fullmatch(r"(main )?heading|headline", subject):
             return obs.heading or obs.title
         m = re.match(r"^(?:text|content|contents|value|message) (?:of|in|from) (?:the )?(?P<ref>.+)$", subject)
-        if "price" in subject or "cost" in subject or "fare" in subject:
-            of = re.search(r"\b(?:of|for)\s+(?:the\s+)?(?P<item>.+)$", subject)
-            blocks = [t for t in obs.texts if price_value(t.text) is not None]
-            if of:
-                item = of.group("item")
-                blocks = [t for t in blocks if similarity(item, t.context) >= 0.5 or _norm(item) in _norm(t.context)]
-            if not blocks:
+        if not m and PRICE_WORDS.search(subject):
+            found = self._read_price(obs, subject, pick)
+            if found is not None:
+                return found
+            if re.search(r"\b(?:price|prices|cost|costs|fare|fares)\b", subject):
+                of = re.search(r"\b(?:of|for)\s+(?:the\s+)?(?P<item>.+)$", subject)
                 raise JobError(ErrorCode.ACTION_FAILED, f"in {c.source!r}: found no price on {obs.url}" + (f" for {of.group('item')!r}" if of else ""))
-            if pick in ("cheapest", "lowest"):
-                chosen = min(blocks, key=lambda t: price_value(t.text) or 0)
-            elif pick in ("highest", "most expensive"):
-                chosen = max(blocks, key=lambda t: price_value(t.text) or 0)
-            elif pick in ("last", "latest"):
-                chosen = blocks[-1]
-            else:
-                chosen = blocks[0]
-            match = PRICE.search(chosen.text)
-            return match.group(0).strip() if match else chosen.text
         ref = m.group("ref") if m else subject
-        scored = sorted(((max(similarity(ref, t.text), similarity(ref, t.context) * 0.9, similarity(ref, t.hint.replace("-", " ").replace("_", " ")) * 0.95), t)
-                         for t in obs.texts), key=lambda s: -s[0])
         for el in obs.elements:
             if el.value and max((similarity(ref, n) for n in el.names()), default=0) >= 0.8:
                 return el.value
+        # a value under its label: <dt>Departure date</dt><dd>…</dd>, <strong>Order number:</strong> 100-4471
+        labelled = [(similarity(ref, lv[0]), lv[1]) for lv in map(label_value, obs.texts) if lv is not None and lv[1]]
+        if labelled:
+            score, value = max(labelled, key=lambda s: s[0])
+            if score >= 0.75:
+                return value
+        if MESSAGE_WORDS.search(ref) or re.fullmatch(r"(?:the )?(?:confirmation|result)", ref):
+            message = self._read_message(obs, ref)
+            if message is not None:
+                return message
+        scored = sorted(((max(similarity(ref, t.text), similarity(ref, t.context) * 0.9, similarity(ref, t.hint.replace("-", " ").replace("_", " ")) * 0.95), t)
+                         for t in obs.texts), key=lambda s: -s[0])
         if not scored or scored[0][0] < 0.5:
             raise JobError(ErrorCode.ACTION_FAILED, f"in {c.source!r}: found nothing like {ref!r} to read on {obs.url}")
         best = scored[0][1]
         # "the confirmation message" matches its heading; answer the text around it
         return best.text
+
+    @staticmethod
+    def _read_message(obs: Observation, ref: str) -> str | None:
+        """"the confirmation message", "the delivery message": what the page shows as a message (role=status/alert,
+        a live region, a block classed alert/notice/message/…), the one whose own words fit best."""
+        core = MESSAGE_WORDS.sub(" ", ref).strip()
+        best, best_score = None, 0.0
+        for t in obs.texts:
+            if t.zone != "main":
+                continue
+            hint = t.hint.replace("-", " ").replace("_", " ")
+            bonus = 0.6 if t.status else 0.5 if MESSAGE_HINT.search(t.hint) else 0.0
+            fit = max(similarity(core, t.text), similarity(core, hint) * 0.95) if core else 0.0
+            if bonus + fit > best_score:
+                best, best_score = t, bonus + fit
+        return best.text if best is not None and best_score >= 0.5 else None
+
+    def _read_price(self, obs: Observation, subject: str, pick: str | None) -> str | None:
+        hits = price_hits(obs)
+        hits = [h for h in hits if h[1].zone == "main"] or hits  # not the banner's "Save €50"
+        of = re.search(r"\b(?:of|for)\s+(?:the\s+|a\s+|an\s+)?(?P<item>.+)$", subject)
+        if of:
+            item = of.group("item")
+            hits = [h for h in hits if similarity(item, h[1].context) >= 0.5 or _norm(item) in _norm(h[1].context)]
+            subject = subject[: of.start()]
+        # words that narrow which price: "the total" (a Total column or label), "price per night"
+        words = [x for x in _norm(subject).split() if x not in PRICE_GENERIC]
+        if words:
+            has = lambda text: all(re.search(rf"\b{re.escape(x)}\b", _norm(text)) for x in words)  # noqa: E731
+            hits = [h for h in hits if has(h[1].label + " " + h[1].header)] or [h for h in hits if has(h[1].context + " " + h[1].cell)] or hits
+        if not hits:
+            return None
+        if pick in ("cheapest", "lowest"):
+            chosen = min(hits, key=lambda h: h[0].amount)
+        elif pick in ("highest", "most expensive"):
+            chosen = max(hits, key=lambda h: h[0].amount)
+        elif pick in ("last", "latest"):
+            chosen = hits[-1]
+        elif pick in ORDINALS:
+            if ORDINALS[pick] >= len(hits):
+                return None
+            chosen = hits[ORDINALS[pick]]
+        else:
+            chosen = hits[0]
+        return chosen[0].text
+
+
+def price_hits(obs: Observation) -> list[tuple[Money, TextBlock]]:
+    """Every price the page shows, in page order, once each: amounts with a currency (in the text, or in the small
+    block around a piece of it: <span>EUR</span><span>74</span>), bare numbers in a Price/Fare/Total column;
+    not struck-through old prices."""
+    out: list[tuple[Money, TextBlock]] = []
+    seen: set[tuple[int, str]] = set()
+    for t in obs.texts:
+        if t.struck:
+            continue
+        found = [m for m, _, _ in find_money(t.text)]
+        if not found and t.cell and t.cell != t.text and len(t.text) <= 12:
+            found = [m for m, _, _ in find_money(t.cell)]
+        if not found:
+            bare = bare_money(t.text, t.header)
+            found = [bare] if bare else []
+        for money in found:
+            key = (t.cell_id, money.text)
+            if key not in seen:
+                seen.add(key)
+                out.append((money, t))
+    return out
+
+
+def label_value(t: TextBlock) -> tuple[str, str] | None:
+    """(label, value) when the block is a value under a label, or reads "Label: value"."""
+    if t.label:
+        value = t.text
+        if value.lower().startswith(t.label.lower()):
+            value = value[len(t.label):]
+        return t.label.rstrip(" :"), value.strip(" :")
+    m = re.match(r"^([^:]{1,40}):\s+(.{1,200})$", t.text)
+    if m and not re.search(r"https?$", m.group(1)):
+        return m.group(1), m.group(2)
+    return None
+
+
+def date_selects(obs: Observation) -> tuple[Element, Element, Element] | None:
+    """A date picked in three lists: (day, month, year), told apart by what they offer."""
+    day = month = year = None
+    for el in obs.elements:
+        if el.tag != "select":
+            continue
+        opts = [o.strip().lower() for o in el.options if o.strip() and not re.search(r"choose|select|pick|--|…", o, re.I)]
+        if not opts:
+            continue
+        if year is None and all(re.fullmatch(r"(19|20)\d\d", o) for o in opts):
+            year = el
+        elif month is None and (sum(o in MONTHS or o[:3] in MONTHS for o in opts) >= 10
+                                or similarity("month", el.name) >= 0.9 and all(o.isdigit() and 1 <= int(o) <= 12 for o in opts)):
+            month = el
+        elif day is None and all(o.isdigit() and 1 <= int(o) <= 31 for o in opts) and (len(opts) >= 28 or similarity("day", el.name) >= 0.9):
+            day = el
+    return (day, month, year) if day and month and year else None
+
+
+def _option_is(option: str, part: str, d: Any) -> bool:
+    o = option.strip().lower()
+    if part == "day":
+        return o.isdigit() and int(o) == d.day
+    if part == "year":
+        return o == str(d.year)
+    return o.isdigit() and int(o) == d.month or MONTHS.get(o) == d.month or MONTHS.get(o[:3]) == d.month and len(o) >= 3

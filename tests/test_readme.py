@@ -72,3 +72,18 @@ def test_the_fastlane_first_job_runs_as_written(stack, site, key):
         assert job["executions"][0]["status"] == "done", job
         stdout = http.get(enqueued["jobUrl"] + "stdout")
         assert "Hello Sojourn" in stdout.text and stdout.headers["Fastlane-Exit-Code"] == "0"
+
+
+def test_the_task_engine_first_job_runs_as_written(stack, site):
+    from tests.test_native_api import new_key
+
+    client = f"readme-{int(time.time() * 1000)}"
+    key = new_key(stack, principal=client)
+    out = _run(_block("Task Engine clients").replace("demo-client", client), stack, key, {"https://example.com": site.url("/")})
+    accepted = out[-1]
+    assert accepted["result"] == "accepted" and isinstance(accepted["id"], int), out
+    headers = {"client": client, "api-key": key}
+    with httpx.Client(base_url=f"{stack.base}/taskengine", headers=headers, timeout=30) as http:
+        job = _until(lambda: http.get(f"/jobs/{accepted['id']}").json(), lambda j: j.get("queue_state") in ("completed", "broken"))
+        assert job["queue_state"] == "completed" and job["failed"] is False, job
+        assert http.get(f"/logs/{accepted['id']}").status_code == 200

@@ -217,6 +217,12 @@ class JobSpec(_Model):
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     url_allow: list[str] = Field(default_factory=list, max_length=200, description="host patterns every request of the job must match (example.com, *.example.com, 10.0.0.0/8); empty: the server's URL policy only. An API key's allow-list replaces it.")
     webhooks: list[Webhook] = Field(default_factory=list, max_length=20)
+    hosts: dict[str, str] = Field(default_factory=dict, description="hostname → IP address the browser connects to for it (like /etc/hosts; at most 50), within the URL policy: it is checked on the hostname and on the address")
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, v: dict[str, str]) -> dict[str, str]:
+        return valid_hosts(v)
 
     @field_validator("browser", "priority", mode="before")
     @classmethod
@@ -252,6 +258,32 @@ class JobSpec(_Model):
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$")
+
+
+def valid_hosts(v: dict[str, str]) -> dict[str, str]:
+    """The ``hosts`` map checked and normalized: at most 50 entries, hostnames (not IP literals) → IP literals."""
+    import ipaddress
+
+    if len(v) > 50:
+        raise ValueError(f"at most 50 entries ({len(v)} given)")
+    out: dict[str, str] = {}
+    for name, address in v.items():
+        host = str(name).strip().lower().rstrip(".")
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            is_ip = True
+        except ValueError:
+            is_ip = False
+        if is_ip or not _HOSTNAME.match(host) or host.replace(".", "").isdigit():
+            raise ValueError(f"{name!r} is not a hostname")
+        try:
+            out[host] = str(ipaddress.ip_address(str(address).strip().strip("[]")))
+        except ValueError:
+            raise ValueError(f"{name}: {address!r} is not an IP address") from None
+    return out
 
 
 _SCALAR_TAGS = {"bool", "str", "int", "float", "none", "list", "dict"}

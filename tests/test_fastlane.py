@@ -8,8 +8,10 @@ WebSocket frames, expiration, timeout, auth and tenant isolation.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from datetime import datetime
 import threading
 import time
 import uuid
@@ -46,6 +48,9 @@ class Pages:
 
             def do_GET(self) -> None:  # noqa: N802
                 path, _, query = self.path.partition("?")
+                if path == "/host":  # what the page's request said it was for (the host map keeps the name)
+                    host = self.headers.get("Host", "")
+                    return self._send(200, f"<title>Host</title><p>Host: {host}</p>".encode())
                 if path == "/hello":
                     return self._send(200, b"<title>Hello</title><h1>Hello fastlane</h1><p>It works.</p>")
                 if path == "/console-error":
@@ -452,12 +457,165 @@ def test_auth_can_be_turned_off(stack):
         proc.wait(30)
 
 
-def test_cron_fires_and_stop_removes_it(fl, cron_job):
-    job = wait_job(fl, cron_job["jobUrl"], lambda j: j["executions"] and j["executions"][-1]["status"] in FINAL, timeout=100)
-    assert job["scheduled"] is True and job["metadata"]["cron"] == "* * * * *"
-    first = job["executions"][-1]
-    assert first["status"] == "done" and "Hello fastlane" in first["log"]
-    assert fl.post(cron_job["jobUrl"] + "stop").status_code == 200
+def test_cron_is_a_prefect_schedule_firing_twice_and_stop_removes_it(fl, cron_job, prefect_server):
+    """fastlane's functional test: `* * * * *` makes two executions (in 150 s there); each a run of the job's own
+    Prefect deployment, one per firing; stop deletes the deployment with its schedule and the runs it made ahead."""
+    with httpx.Client(base_url=prefect_server, timeout=30) as pf:
+        dep = pf.get(f"/deployments/name/browse/fastlane-{cron_job['jobId']}")
+        assert dep.status_code == 200, dep.text
+        dep = dep.json()
+        (schedule,) = dep["schedules"]
+        assert schedule["schedule"]["cron"] == "* * * * *" and schedule["active"] and dep["paused"] is False
+        assert dep["entrypoint"] == "sojourn.flows.browse:browse" and f"fastlane-job:{cron_job['jobId']}" in dep["tags"]
+        assert dep["parameters"]["spec"]["steps"][0]["url"].endswith("/hello")
+
+        job = wait_job(fl, cron_job["jobUrl"], lambda j: len(j["executions"]) >= 2 and all(e["status"] in FINAL for e in j["executions"][-2:]),
+                       timeout=200)
+        assert job["scheduled"] is True and job["metadata"]["cron"] == "* * * * *"
+        first, second = job["executions"][-1], job["executions"][-2]  # newest first
+        assert first["executionId"] != second["executionId"]
+        assert first["status"] == second["status"] == "done" and "Hello fastlane" in first["log"] and "Hello fastlane" in second["log"]
+        gap = (datetime.fromisoformat(second["startedAt"]) - datetime.fromisoformat(first["startedAt"])).total_seconds()
+        assert 40 <= gap <= 80, (first["startedAt"], second["startedAt"])
+        # each execution is one run of the deployment (the ledger job's id is the flow run's id)
+        runs = {r["id"]: r for r in pf.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [dep["id"]]}}, "limit": 200}).json()}
+        queue_ids = [fl.get(cron_job["jobUrl"].rstrip("/") + f"/executions/{e['executionId']}/").json() for e in (first, second)]
+        assert all(q["execution"]["executionId"] for q in queue_ids)
+        done_runs = [r for r in runs.values() if r["state_type"] == "COMPLETED"]
+        assert len(done_runs) >= 2 and all("sojourn" in r["tags"] and "dialect:fastlane" in r["tags"] for r in done_runs)
+        assert len({r["expected_start_time"][:16] for r in done_runs}) == len(done_runs)  # one run per firing
+
+        assert fl.post(cron_job["jobUrl"] + "stop").status_code == 200
+        assert pf.get(f"/deployments/{dep['id']}").status_code == 404
+        left = pf.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [dep["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}}).json()
+        assert left == []
     count = fl.get(cron_job["jobUrl"]).json()["job"]["executionCount"]
     assert cron_job["jobId"] not in {j["jobId"] for j in fl.get("/status").json()["jobs"]["scheduled"]}
-    assert fl.get(cron_job["jobUrl"]).json()["job"]["scheduled"] is False and count >= 1
+    assert fl.get(cron_job["jobUrl"]).json()["job"]["scheduled"] is False and count >= 2
+
+
+def test_put_changes_the_cron_schedule_in_prefect(fl, pages, prefect_server):
+    task, jid = task_name(), str(uuid.uuid4())
+    url = f"/tasks/{task}/jobs/{jid}"
+    with httpx.Client(base_url=prefect_server, timeout=30) as pf:
+        assert fl.put(url, json={"image": "chromium", "command": f"text {pages.url('/hello')}", "cron": "0 0 1 1 *"}).status_code == 200
+        dep = pf.get(f"/deployments/name/browse/fastlane-{jid}").json()
+        assert dep["schedules"][0]["schedule"]["cron"] == "0 0 1 1 *"
+        r = fl.put(url, json={"image": "chromium", "command": f"html {pages.url('/hello')}", "cron": "30 2 * * *", "envs": {"A": "1"}})
+        assert r.status_code == 200, r.text
+        again = pf.get(f"/deployments/name/browse/fastlane-{jid}").json()
+        assert again["id"] == dep["id"] and [s["schedule"]["cron"] for s in again["schedules"]] == ["30 2 * * *"]
+        assert again["parameters"]["spec"]["capture"].get("html") is True
+        listed = {j["jobId"]: j for j in fl.get("/status").json()["jobs"]["scheduled"]}
+        assert time.strftime("%H:%M", time.gmtime(listed[jid]["nextScheduledAt"])) == "02:30"
+        # no cron any more: the deployment goes
+        assert fl.put(url, json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "1h"}).status_code == 200
+        assert pf.get(f"/deployments/{dep['id']}").status_code == 404
+    fl.post(url + "/stop")
+
+
+# ------------------------------------------------------------------ additionalDNSEntries
+
+def test_dns_entries_become_the_spec_host_map():
+    from sojourn.services.fastlane.commands import dns_hosts, to_spec
+    from sojourn.settings import get_settings
+    from sojourn.spec import JobSpec, spec_errors
+
+    entries = [{"ip": "127.0.0.1", "hostnames": ["Made-Up.test", "api.made-up.test."]}, {"ip": "::1", "hostnames": ["six.test"]}]
+    hosts = dns_hosts(entries)
+    assert hosts == {"made-up.test": "127.0.0.1", "api.made-up.test": "127.0.0.1", "six.test": "::1"}
+    spec = to_spec("chromium", "text http://made-up.test/", {}, None, get_settings(), hosts=hosts)
+    assert spec.hosts == hosts and "hosts" in spec.model_dump(mode="json", exclude_defaults=True)
+    for bad, message in [
+        ({"1.2.3.4": "127.0.0.1"}, "'1.2.3.4' is not a hostname"),
+        ({"bad host": "127.0.0.1"}, "'bad host' is not a hostname"),
+        ({"-x.test": "127.0.0.1"}, "'-x.test' is not a hostname"),
+        ({"ok.test": "localhost"}, "ok.test: 'localhost' is not an IP address"),
+        ({f"h{i}.test": "10.0.0.1" for i in range(51)}, "at most 50 entries (51 given)"),
+    ]:
+        with pytest.raises(Exception) as caught:
+            JobSpec.model_validate({"steps": [{"url": "http://ok.test/"}], "hosts": bad})
+        assert spec_errors(caught.value) == [{"field": "hosts", "message": message}]
+    with pytest.raises(ValueError, match="entry 0 must be"):
+        dns_hosts([{"ip": "127.0.0.1"}])
+    with pytest.raises(ValueError, match="must be a list"):
+        dns_hosts({"ip": "127.0.0.1"})
+
+
+def test_egress_proxy_maps_hosts_for_plain_http_and_tunnels(pages):
+    """The proxy itself: a mapped name connects to its address (Host and the tunnel's target stay the name); the
+    URL policy is checked on the address too."""
+    from sojourn.browser.egress import EgressProxy, JobPolicy
+
+    port = pages.server.server_address[1]
+
+    async def exchange(proxy_port: int, request: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        writer.write(request)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return data
+
+    async def tunnel(proxy_port: int, target: str) -> tuple[bytes, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        body = b""
+        if b" 200 " in head.split(b"\r\n")[0]:
+            writer.write(f"GET /host HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n".encode())
+            await writer.drain()
+            body = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return head, body
+
+    async def main() -> None:
+        proxy = EgressProxy()
+        policy = JobPolicy(job_id="dns", hosts={"made-up.test": "127.0.0.1", "meta.test": "169.254.169.254"})
+        await proxy.register(policy)
+        try:
+            got = await exchange(policy.port, f"GET http://made-up.test:{port}/host HTTP/1.1\r\nHost: made-up.test:{port}\r\n\r\n".encode())
+            assert got.startswith(b"HTTP/1.0 200") and f"Host: made-up.test:{port}".encode() in got, got
+            head, body = await tunnel(policy.port, f"made-up.test:{port}")
+            assert b" 200 " in head and f"Host: made-up.test:{port}".encode() in body, (head, body)
+            got = await exchange(policy.port, b"GET http://meta.test/latest HTTP/1.1\r\nHost: meta.test\r\n\r\n")
+            assert got.startswith(b"HTTP/1.1 403") and b"meta.test is mapped to 169.254.169.254, link-local" in got, got
+            head, _ = await tunnel(policy.port, "meta.test:443")
+            assert head.startswith(b"HTTP/1.1 403"), head
+            # a job allow-list applies to the name (or to the address, for IP patterns)
+            listed = JobPolicy(job_id="dns2", url_allow=("other.test",), hosts={"made-up.test": "127.0.0.1"})
+            assert not (await listed.check("made-up.test")).allowed
+            by_ip = JobPolicy(job_id="dns3", url_allow=("127.0.0.0/8",), hosts={"made-up.test": "127.0.0.1"})
+            assert (await by_ip.check("made-up.test")).address == "127.0.0.1"
+            assert len(policy.blocked) == 2
+        finally:
+            await proxy.close()
+
+    asyncio.run(main())
+
+
+def test_dns_entries_map_hosts_for_the_browser_within_the_url_policy(fl, pages):
+    port = pages.server.server_address[1]
+    task = task_name()
+    ok = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text http://made-up.test:{port}/host",
+                                         "additionalDNSEntries": [{"ip": "127.0.0.1", "hostnames": ["made-up.test"]}]})
+    meta = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": "text http://made-up.test/latest/meta-data/",
+                                           "additionalDNSEntries": [{"ip": "169.254.169.254", "hostnames": ["made-up.test"]}]})
+    assert ok.status_code == 200 and meta.status_code == 200, (ok.text, meta.text)
+    ex = wait_execution(fl, ok.json()["executionUrl"])
+    assert ex["status"] == "done" and f"Host: made-up.test:{port}" in ex["log"], ex
+    ex = wait_execution(fl, meta.json()["executionUrl"])
+    assert ex["status"] == "failed" and ex["error"].startswith("URL_BLOCKED:") and "169.254.169.254" in ex["error"], ex
+    job = fl.get(ok.json()["jobUrl"]).json()["job"]
+    assert job["metadata"]["additionalDNSEntries"] == [{"ip": "127.0.0.1", "hostnames": ["made-up.test"]}]
+
+
+def test_bad_dns_entries_are_refused_at_enqueue(fl):
+    for entries, message in [
+        ({"ip": "127.0.0.1"}, "additionalDNSEntries: must be a list of {ip, hostnames}."),
+        ([{"ip": "127.0.0.1"}], 'additionalDNSEntries: entry 0 must be {"ip": "<address>", "hostnames": ["<name>", ...]}.'),
+        ([{"ip": "not-an-ip", "hostnames": ["a.test"]}], "additionalDNSEntries: a.test: 'not-an-ip' is not an IP address."),
+    ]:
+        r = fl.post(f"/tasks/{task_name()}", json={"image": "chromium", "command": "text http://a.test/", "additionalDNSEntries": entries})
+        assert r.status_code == 400 and r.headers["content-type"].startswith("text/plain") and r.text == message, r.text

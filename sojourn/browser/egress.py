@@ -11,6 +11,12 @@ subresources, frames, popups, fetch/XHR/WebSocket from page scripts, and
 DNS rebinding (the proxy resolves the name once, checks every address, and
 connects to the address it checked, so a second answer cannot slip past).
 
+A job's ``hosts`` map (hostname → IP, like /etc/hosts) is applied here too: a
+request or CONNECT tunnel to a mapped name connects to its address (the Host
+header and TLS SNI stay the name, as the browser sent them), and the URL policy
+is checked on the name (deny rules, allow-lists) and on the address (loopback,
+private, metadata), as for a name that resolved to it.
+
 What is refused (see :mod:`sojourn.browser.url_policy` for the rules) gets
 ``403`` with ``X-Sojourn-Blocked`` for plain HTTP, or a refused tunnel for
 HTTPS, and is recorded against the job so it shows in the job's log.
@@ -22,13 +28,15 @@ plain HTTP one request per upstream connection (``Connection: close``).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from sojourn.browser.url_policy import Decision, check_host
+from sojourn.browser.url_policy import Decision, check_host, classify, host_allowed, host_matches
+from sojourn.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,15 @@ class JobPolicy:
     url_allow: tuple[str, ...] = ()
     blocked: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
+    hosts: dict[str, str] = field(default_factory=dict)  # hostname → IP the job's requests to it connect to
+
+    async def check(self, host: str) -> Decision:
+        """The URL policy for a request to ``host``, through the job's host map."""
+        name = host.lower().rstrip(".")
+        mapped = self.hosts.get(name)
+        if mapped is None:
+            return await check_host(host, self.url_allow)
+        return check_mapped(name, mapped, self.url_allow)
 
     def record(self, target: str, reason: str) -> None:
         if len(self.blocked) < 500:
@@ -107,7 +124,7 @@ class EgressProxy:
             host, port = parts.hostname, parts.port or 80
             shown = target
 
-        decision = await check_host(host, policy.url_allow)
+        decision = await policy.check(host)
         if not decision.allowed:
             return await self._refuse(writer, policy, shown, decision)
         try:
@@ -133,6 +150,25 @@ class EgressProxy:
         policy.record(shown, decision.reason)
         log.warning("job %s: blocked %s (%s)", policy.job_id, shown, decision.reason)
         await _reply(writer, 403, "Forbidden", {"X-Sojourn-Blocked": decision.reason}, body=f"Blocked by Sojourn's URL policy: {decision.reason}")
+
+
+def check_mapped(host: str, address: str, job_allow: tuple[str, ...] | list[str] = ()) -> Decision:
+    """:func:`check_host` for a name the job maps to ``address`` itself: the name passes the deny rules and the
+    allow-lists (by name, or by its address for IP patterns), and the address the server's policy."""
+    for pattern in get_settings().url_deny:
+        if host_matches(host, pattern):
+            return Decision(False, f"{host} matches the deny rule {pattern!r}")
+    allow = list(job_allow)
+    if allow and not (host_allowed(host, allow) or host_allowed(address, allow)):
+        return Decision(False, f"{host} is not in this job's URL allow-list")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return Decision(False, f"{host} is mapped to {address!r}, which is not an IP address")
+    why = classify(ip)
+    if why:
+        return Decision(False, f"{host} is mapped to {why.replace(' is ', ', ', 1)}")
+    return Decision(True, address=str(ip))
 
 
 async def _reply(writer: asyncio.StreamWriter, status: int, reason: str, headers: dict[str, str] | None = None, body: str = "") -> None:

@@ -20,7 +20,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from sojourn.browser.actions import Action, parse_action
 from sojourn.browser.egress import JobPolicy
-from sojourn.browser.url_policy import check_host, url_host
+from sojourn.browser.url_policy import url_host
 from sojourn.errors import ErrorCode, JobError
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class JobSession:
             await self._run(index, action)
         blocked_before = len(self.policy.blocked) if self.policy else 0
         if self.policy is not None:
-            decision = await check_host(url_host(url), self.policy.url_allow)
+            decision = await self.policy.check(url_host(url))  # through the job's host map, as the proxy does
             if not decision.allowed:
                 self.policy.record(url, decision.reason)
                 raise JobError(ErrorCode.URL_BLOCKED, f"step {index}: {url} is blocked: {decision.reason}", step=index)

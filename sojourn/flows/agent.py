@@ -122,7 +122,7 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
     want = "image" if spec.capture.screenshot_options is not None else "text"
     manifest = Manifest(job_id=job_id, status="failed", kind="agent", browser=spec.browser, spec_sha256=spec.fingerprint(), started_at=datetime.now(timezone.utc))
     run = JobRun(job_id, spec, store)
-    policy = JobPolicy(job_id=job_id, url_allow=tuple(spec.url_allow))
+    policy = JobPolicy(job_id=job_id, url_allow=tuple(spec.url_allow), hosts=dict(spec.hosts))
     planner = await make_planner(spec, want)  # an instruction it cannot read fails here, before a browser opens
     state = AgentState(planner, want)
     progress = Progress(job_id, total=settings.agent_max_steps)

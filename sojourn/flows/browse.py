@@ -126,7 +126,7 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
         retry_delay_seconds=exponential_backoff(spec.retry_delay) if spec.retry_delay else 0,
     )
     handle = None
-    policy = JobPolicy(job_id=job_id, url_allow=tuple(spec.url_allow))
+    policy = JobPolicy(job_id=job_id, url_allow=tuple(spec.url_allow), hosts=dict(spec.hosts))
     try:
         pool.require(spec.browser)
         progress.start(step_label(0, spec.steps[0]) if spec.steps else "Starting")

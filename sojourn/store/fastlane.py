@@ -43,6 +43,7 @@ class FastlaneJob(SQLModel, table=True):
     cron: str | None = None
     next_run_at: datetime | None = Field(default=None, index=True, description="the next cron firing")
     stopped: bool = False
+    deployment_id: str | None = Field(default=None, description="a cron job's Prefect deployment (browse/fastlane-<id>), whose schedule makes its runs")
     url_allow: str = Field(default="[]", description="the enqueuing key's URL allow-list (JSON), for retries and cron firings")
 
 

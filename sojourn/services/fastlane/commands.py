@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sojourn.settings import Settings
-from sojourn.spec import JobSpec, spec_errors
+from sojourn.spec import JobSpec, spec_errors, valid_hosts
 
 SHORTHANDS = {
     "screenshot": {"screenshot": {"fullPage": True}},
@@ -62,8 +62,29 @@ def substitute(command: str, envs: dict[str, Any]) -> str:
     return _VAR.sub(lambda m: str(envs.get(m.group(1), "")), command)
 
 
-def to_spec(image: str, command: str, envs: dict[str, Any], timeout: float | None, settings: Settings) -> JobSpec:
-    """The JobSpec an execution runs; CommandError when it cannot run (the execution fails with it)."""
+def dns_hosts(entries: Any) -> dict[str, str]:
+    """fastlane's ``additionalDNSEntries`` (``[{"ip", "hostnames": [...]}]``) as the JobSpec's ``hosts`` map;
+    ValueError naming what is wrong."""
+    if entries in (None, [], {}):
+        return {}
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError("must be a list of {ip, hostnames}")
+    hosts: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        names = entry.get("hostnames")
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(entry.get("ip"), str) or not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"entry {i} must be {{\"ip\": \"<address>\", \"hostnames\": [\"<name>\", ...]}}")
+        for name in names:
+            hosts[name] = entry["ip"]
+    return valid_hosts(hosts)
+
+
+def to_spec(image: str, command: str, envs: dict[str, Any], timeout: float | None, settings: Settings,
+            hosts: dict[str, str] | None = None) -> JobSpec:
+    """The JobSpec an execution runs; CommandError when it cannot run (the execution fails with it).
+    ``hosts`` (from ``additionalDNSEntries``) is added to the command's own host map."""
     browser = browser_of(image, settings)
     text = substitute(command, envs).strip()
     data: dict[str, Any]
@@ -91,6 +112,9 @@ def to_spec(image: str, command: str, envs: dict[str, Any], timeout: float | Non
     data = {**data, "browser": browser, "capture": capture}
     if timeout is not None:
         data["timeout"] = min(float(timeout), settings.max_job_timeout)
+    if hosts:
+        own = data.get("hosts")
+        data["hosts"] = {**(own if isinstance(own, dict) else {}), **hosts}
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:

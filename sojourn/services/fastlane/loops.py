@@ -4,8 +4,11 @@
   retry and hooks follow its end at once.
 - ``sweep``: every few seconds, every execution not final yet is read (nothing is lost to a dropped event
   or an API restart), and expirations are enforced.
-- ``cron``: jobs whose next firing is due get one execution each (a scheduled flow run at the firing time,
-  made a few seconds ahead); the claim is a conditional update, so several API processes fire it once.
+- ``cron``: a cron job is a Prefect deployment whose schedule makes its runs (:mod:`.schedules`); a firing
+  that comes due gets its run made here a few seconds ahead too, with the idempotency key Prefect's scheduler
+  uses (one run per firing whoever makes it); the claim of the firing is a conditional update, so several API
+  processes fire it once. Each run is adopted as one execution; ``cron_events`` and ``cron_sweep`` adopt the
+  runs Prefect's scheduler made.
 - ``deliver``: the webhook outbox, with fastlane's body, per-hook headers and retries, 5, 10, 20 … s apart.
 
 Their database reads and writes run in threads, off the API's event loop.
@@ -39,7 +42,7 @@ CRON_AHEAD = timedelta(seconds=5)
 
 def loops(svc: FastlaneService) -> list[Coroutine[Any, Any, None]]:
     svc.hooks_woken = asyncio.Event()
-    return [watch(svc), sweep(svc), cron(svc), deliver(svc)]
+    return [watch(svc), sweep(svc), cron(svc), svc.schedules.listen_forever(), svc.schedules.sweep_forever(), deliver(svc)]
 
 
 async def watch(svc: FastlaneService) -> None:
@@ -97,9 +100,9 @@ async def fire_due(svc: FastlaneService) -> None:
     for job in await asyncio.to_thread(_due, svc, now):
         firing = aware(job.next_run_at)
         assert firing is not None and job.cron
-        following = next_firing(job.cron, firing)
+        following = next_firing(job.cron, max(firing, now - CRON_AHEAD))  # after a long pause: no burst of missed firings
         if await asyncio.to_thread(_claim_firing, svc, job, following):
-            await svc.create_execution(job, run_at=max(firing, now))
+            await svc.schedules.fire(job, firing)
 
 
 async def deliver(svc: FastlaneService) -> None:

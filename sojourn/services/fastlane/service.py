@@ -76,6 +76,9 @@ class FastlaneService:
         self.jobs = jobs
         self.db = settings.database_location
         self.hooks_woken: Any = None  # set by the hook loop: an asyncio.Event to wake it
+        from sojourn.services.fastlane.schedules import CronSchedules
+
+        self.schedules = CronSchedules(self)
 
     # ------------------------------------------------------------------ enqueue
     def validate(self, body: Any) -> dict[str, Any]:
@@ -98,6 +101,10 @@ class FastlaneService:
             "notify": body.get("notify") or {},
             "additionalDNSEntries": body.get("additionalDNSEntries") or [],
         }
+        try:
+            commands.dns_hosts(opts["additionalDNSEntries"])
+        except ValueError as exc:
+            raise InputError(f"additionalDNSEntries: {exc}.") from None
         if not isinstance(opts["envs"], dict):
             raise InputError("envs must be an object of names to values.")
         if not isinstance(opts["custom"], dict):
@@ -182,14 +189,31 @@ class FastlaneService:
                 from sojourn.services.fastlane.cron import next_firing
 
                 job.next_run_at = next_firing(job.cron, now)
+                self.schedules.check_allowed(job, principal)  # 403 URL_NOT_ALLOWED now, not at each firing
             db.add(job)
             db.commit()
+            db.refresh(job)
         for ex in replaced:
             await self._cancel_ledger(ex)
+        try:
+            if job.cron:  # the job's Prefect deployment, with its cron as schedule (a PUT updates it)
+                await self.schedules.save(job)
+            elif job.deployment_id:  # a PUT that dropped the cron
+                await self.schedules.remove(job)
+        except ServiceError:
+            raise
+        except Exception as exc:  # the job is saved; the firing loop makes its deployment when it is due
+            raise self.schedules.unavailable(exc) from None
         execution = None
         if not job.cron:
             execution = await self.create_execution(job, run_at=run_at)
         return Enqueued(task, job, execution)
+
+    def spec_of(self, job: FastlaneJob, payload: dict[str, Any] | None = None) -> Any:
+        """The JobSpec an execution of the job runs now; CommandError when it cannot run."""
+        payload = json.loads(job.payload) if payload is None else payload
+        return commands.to_spec(job.image, job.command, payload.get("envs") or {}, payload.get("timeout"), self.settings,
+                                hosts=commands.dns_hosts(payload.get("additionalDNSEntries")))
 
     async def create_execution(self, job: FastlaneJob, *, run_at: datetime | None = None) -> FastlaneExecution:
         """A new execution of ``job``: one ledger job, or a failed execution if its image or command cannot run."""
@@ -199,7 +223,7 @@ class FastlaneService:
             request_ip=job.request_ip, attempt=job.retry_count, run_at=run_at, created_at=utcnow(),
         )
         try:
-            spec = commands.to_spec(job.image, job.command, payload.get("envs") or {}, payload.get("timeout"), self.settings)
+            spec = self.spec_of(job, payload)
         except commands.CommandError as exc:
             with session(self.db) as db:
                 db.add(ex)
@@ -469,9 +493,16 @@ class FastlaneService:
                 row.stopped, row.scheduled, row.next_run_at = True, False, None
                 db.add(row)
                 db.commit()
+                db.refresh(row)
+                job = row
         for ex in self.executions(job):
             if not ex.final:
                 await self.stop_execution(ex)
+        if job.deployment_id:  # the cron's schedule, and the runs it had made ahead, are gone from Prefect
+            try:
+                await self.schedules.remove(job)
+            except Exception as exc:
+                raise self.schedules.unavailable(exc) from None
 
     async def stop_execution(self, ex: FastlaneExecution) -> FastlaneExecution:
         """Stop one execution (and with it the job's retries after it)."""

@@ -441,3 +441,136 @@ def test_settings_schedules_health_and_dashboard(te):
     with te.admin() as admin:
         assert admin.get("/dashboard").json()["max_jobs"] == 5
     te.setting("max_jobs", 4)
+
+
+def test_task_callbacks_arrive_live_while_the_job_runs(te, site):
+    """Each task's start and end are called back as they happen (Prefect's task-run events), not at the job's end:
+    the first step's callbacks arrive while a later step still waits; then the rest, in order, the job callback last."""
+    hook = Receiver()
+    steps = [{"url": site.url(f"/?live={uuid.uuid4().hex}")}, {"url": site.url("/"), "actions": ["page.waitForTimeout(6000)"]},
+             {"url": site.url("/")}]
+    with te.http(te.a) as http:
+        job = te.submit(http, "browse", {"steps": steps, "content_id": "live-1", "rest_endpoints": [hook.url]})
+        deadline = time.monotonic() + 90
+        while not any(json.loads(b).get("event") == "complete" for _h, b in hook.received):
+            assert time.monotonic() < deadline, f"no task callback after 90 s ({hook.calls} calls)"
+            time.sleep(0.2)
+        state_then = http.get(f"/jobs/{job}").json()["queue_state"]
+        seen_then = [json.loads(b) for _h, b in hook.received]
+        assert state_then == "started", (state_then, seen_then)  # the first step ended, the job has not
+        assert not any("status" in b for b in seen_then) and seen_then[0]["event"] == "start" and seen_then[0]["task_id"] == 1
+        te.wait(http, job)
+        deadline = time.monotonic() + 60
+        while not any(b'"status"' in body for _h, body in hook.received):
+            assert time.monotonic() < deadline, f"no job callback after 60 s ({hook.calls} calls)"
+            time.sleep(0.3)
+        time.sleep(1.5)  # nothing more (no duplicate) comes after the job callback
+    bodies = [json.loads(body) for _h, body in hook.received]
+    *tasks, end = bodies
+    assert end["status"] == "completed" and end["job_id"] == job and end["content_id"] == "live-1"
+    events = [(t["task_id"], t["event"]) for t in tasks]
+    assert len(events) == len(set(events)), events  # one callback per task event
+    assert sorted({t for t, _ in events}) == [1, 2, 3], events
+    for n in (1, 2, 3):
+        assert events.index((n, "start")) < events.index((n, "complete")), events
+    assert [t["task_name"] for t in tasks if t["event"] == "start"] == ["step 0", "step 1", "step 2"]
+    assert len({h["x-sojourn-event-id"] for h, _b in hook.received}) == len(hook.received)
+
+
+# ------------------------------------------------------------------ the scrape workflow
+
+
+@pytest.fixture(scope="module")
+def scrape_project(te):
+    """A scrape project of client a with one catalogue target (the scrape dialect's API, with a's key)."""
+    from tests.sites_scrape import CatalogSite
+
+    with CatalogSite() as catalog, httpx.Client(base_url=te.stack.base + "/scrape/api/v1", headers={"X-API-Key": te.keys[te.a]},
+                                                timeout=60) as scrape:
+        r = scrape.post("/projects", json={"name": "te-scrape", "config": {"rate_limit_delay": 0}})
+        assert r.status_code == 201, r.text
+        pid = r.json()["id"]
+        r = scrape.post(f"/projects/{pid}/targets", json={"url": catalog.url("/catalog"), "item_selector": ".product",
+                                                           "fields": {"name": ".name", "price": ".price"}, "next_page": "a.next"})
+        assert r.status_code == 201, r.text
+        yield {"id": pid, "target": r.json()["id"], "scrape": scrape}
+
+
+def test_scrape_workflow(te, scrape_project):
+    """A Task Engine job whose run is a scrape job of the client's project: an integer id and Task Engine states,
+    callbacks whose files are the exports of its results, and the same job in the scrape API (source taskengine)."""
+    hook = Receiver()
+    pid, scrape = scrape_project["id"], scrape_project["scrape"]
+    with te.http(te.a) as http:
+        job = te.submit(http, "scrape", {"project_id": pid, "target_ids": [scrape_project["target"]], "content_id": "scr-1",
+                                         "rest_endpoints": [hook.url]}, priority=2)
+        done = te.wait(http, job, timeout=120)
+        assert done["failed"] is False and done["workflow"] == "scrape" and done["priority"] == 2
+        result = http.get(f"/jobs/{job}").json()["result"]
+        sid = result["data"]["scrape_job_id"]
+        assert sid.startswith("job_") and result["data"]["project_id"] == pid
+        deadline = time.monotonic() + 60
+        while not any(b'"status"' in body for _h, body in hook.received):
+            assert time.monotonic() < deadline, f"no job callback after 60 s ({hook.calls} calls)"
+            time.sleep(0.3)
+        logs = http.get(f"/logs/{job}").json()
+    end = json.loads(hook.received[-1][1])
+    assert end["status"] == "completed" and end["workflow"] == "scrape" and end["content_id"] == "scr-1"
+    assert end["files"] == result["files"] and [f.rsplit("=", 1)[-1] for f in end["files"]] == ["json", "csv"]
+    assert end["message"] == end["files"][0]
+    tasks = [json.loads(b) for _h, b in hook.received[:-1]]
+    assert [(t["task_name"], t["event"]) for t in tasks] == [(f"target {scrape_project['target']}", "start"),
+                                                            (f"target {scrape_project['target']}", "complete")]
+    exported = scrape.get(end["files"][0].replace(te.stack.base + "/scrape/api/v1", ""))  # readable right when called back
+    assert exported.status_code == 200, exported.text
+    assert [r["data"]["name"] for r in exported.json()][:2] == ["Alpha", "Beta"] and len(exported.json()) == 11
+    assert "Alpha" in scrape.get(end["files"][1].replace(te.stack.base + "/scrape/api/v1", "")).text
+    seen = scrape.get(f"/jobs/{sid}").json()
+    assert seen["status"] == "completed" and seen["source"] == "taskengine" and seen["project_id"] == pid
+    assert seen["progress"]["total_results"] == 11
+    listed = {j["id"]: j for j in scrape.get(f"/projects/{pid}/jobs").json()["items"]}
+    assert listed[sid]["source"] == "taskengine" and listed[sid]["status"] == "completed"
+    assert any(e["progname"] == "worker" for e in logs)
+
+
+def test_scrape_workflow_scheduled_then_due_and_rerun(te, scrape_project):
+    """run_at ahead holds the scrape job (scheduled; pending in the scrape API) until it is moved to now; a rerun is
+    a new scrape job of the project, the original broken."""
+    pid, scrape = scrape_project["id"], scrape_project["scrape"]
+    later = (datetime.now(timezone.utc) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.000")
+    with te.http(te.a) as http:
+        job = te.submit(http, "scrape", {"project_id": pid}, run_at=later)
+        assert http.get(f"/jobs/{job}").json()["queue_state"] == "scheduled"
+        time.sleep(1.5)
+        assert http.get(f"/jobs/{job}").json()["queue_state"] == "scheduled"
+        pending = [j for j in scrape.get(f"/projects/{pid}/jobs").json()["items"] if j["status"] == "pending"]
+        assert len(pending) == 1 and pending[0]["source"] == "taskengine"
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        assert http.put(f"/jobs/{job}", json={"run_at": now}).status_code == 200
+        assert te.wait(http, job, timeout=120)["failed"] is False
+        r = http.post(f"/jobs/{job}/rerun")
+        assert r.status_code == 200 and r.json()["id"] > job, r.text
+        again = te.wait(http, r.json()["id"], timeout=120)
+        assert again["workflow"] == "scrape" and again["failed"] is False
+        assert http.get(f"/jobs/{job}").json()["queue_state"] == "broken"
+        ids = {http.get(f"/jobs/{j}").json()["result"]["data"]["scrape_job_id"] for j in (job, again["id"])}
+    listed = {j["id"]: j for j in scrape.get(f"/projects/{pid}/jobs", params={"per_page": 100}).json()["items"]}
+    assert len(ids) == 2 and all(listed[i]["status"] == "completed" and listed[i]["source"] == "taskengine" for i in ids)
+
+
+@pytest.mark.parametrize("who, parameters, field", [
+    ("a", {"project_id": "proj_nosuchproject"}, "parameters.project_id"),
+    ("b", {}, "parameters.project_id"),  # client a's project, named by client b
+    ("a", {"target_ids": ["tgt_nosuchtarget"]}, "parameters.target_ids.0"),
+    ("a", {"target_ids": "all"}, "parameters.target_ids"),
+    ("a", {"max_results": 3}, "parameters.max_results"),
+])
+def test_scrape_workflow_errors_name_the_field(te, scrape_project, who, parameters, field):
+    client = te.a if who == "a" else te.b
+    params = {"project_id": scrape_project["id"], **parameters}
+    with te.http(client) as http:
+        before = [j["id"] for j in http.get("/jobs", params={"limit": 1000}).json()]
+        r = http.post("/job", json={"job": {"workflow": "scrape"}, "parameters": params})
+        assert r.status_code == 400, r.text
+        assert r.json()["id"] is None and r.json()["error"].startswith(field + ":"), r.json()
+        assert [j["id"] for j in http.get("/jobs", params={"limit": 1000}).json()] == before

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from sojourn.store.clock import utcnow
@@ -69,4 +70,19 @@ class TaskEngineCallback(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
     last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    ordinal: int | None = Field(default=None, description="order within the job: task n's start 2n, its end 2n+1, the job callback last")
+
+
+class TaskEngineTask(SQLModel, table=True):
+    """A job's task runs numbered 1, 2, ... as they are first seen (live, or by the end-of-job net): the
+    ``task_id`` of its callbacks and logs, the same whichever process saw it first."""
+
+    __tablename__ = "taskengine_tasks"
+    __table_args__ = (UniqueConstraint("seq", "number", name="uq_taskengine_tasks_seq_number"),)
+
+    task_run_id: str = Field(primary_key=True, max_length=64)
+    seq: int = Field(index=True)
+    number: int
+    name: str = ""
     created_at: datetime = Field(default_factory=utcnow)

@@ -72,7 +72,12 @@ class ScrapeJobs:
 
     # ------------------------------------------------------------------ create
     async def create(self, project_id: str, principal: Principal, *, target_ids: list[str] | None, max_results: int | None,
-                     source: str = "manual", schedule_id: str | None = None, retry_of: str | None = None) -> dict[str, Any]:
+                     source: str = "manual", schedule_id: str | None = None, retry_of: str | None = None,
+                     priority: str | None = None, held: bool = False, dialect: str = "scrape",
+                     labels: dict[str, str] | None = None, accepted: list[JobView] | None = None) -> dict[str, Any]:
+        """A job of the project. For other dialects running scrape jobs as their own (the Task Engine's ``scrape``
+        workflow): ``priority`` names the work queue, ``held`` keeps it for a later ``JobService.release``,
+        ``dialect`` and extra ``labels`` go to the ledger, and the accepted view is appended to ``accepted``."""
         project = await asyncio.to_thread(self.catalog.project, project_id, principal)
         config = self.catalog.project_config(project)
         async with self.project_lock(project_id):
@@ -92,12 +97,14 @@ class ScrapeJobs:
             cap = int(max_results or config["max_results_per_target"])
             job_id = new_id("job")
             spec = self.spec_for(project_id, config, targets, cap, list(principal.url_allow), job=job_id)
-            labels = {"type": "scrape", "project": project_id, "source": source}
+            labels = {**(labels or {}), "type": "scrape", "project": project_id, "source": source}
             (view,) = await self.svc.accept(
-                [NewJob(spec=spec, labels=labels, external_id=job_id, group_id=project_id, kind="scrape")],
+                [NewJob(spec=spec, labels=labels, held=held, external_id=job_id, group_id=project_id, kind="scrape", priority=priority)],
                 Principal(project.owner, principal.scopes, principal.key_id, principal.url_allow) if principal.is_admin else principal,
-                dialect="scrape",
+                dialect=dialect,
             )
+            if accepted is not None:
+                accepted.append(view)
             row = ScrapeJob(
                 id=job_id, job_id=view.id, project_id=project_id, owner=project.owner, source=source, schedule_id=schedule_id,
                 retry_of=retry_of, config=json.dumps({"max_results_per_target": cap, "targets": [t.id for t in targets]}),

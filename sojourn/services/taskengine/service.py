@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from uuid import UUID
 
 import httpx
@@ -158,11 +158,17 @@ class TaskEngine:
 
         self.callbacks = Callbacks(settings, self, self.files)
         self._pending: set[asyncio.Future[None]] = set()
+        # The scrape dialect's jobs service (ScrapeJobs), for the ``scrape`` workflow: set by the API once it exists.
+        self.scrape_jobs: Callable[[], Any] = lambda: None
 
     def files(self, job: "TEJob") -> list[str]:
-        """The job's captures, as native API URLs (readable with the client's key)."""
-        m = job.view.manifest
+        """The job's captures, as native API URLs (readable with the client's key); a scrape job's: the exports
+        of its results through the scrape API (JSON, then CSV)."""
         base = self.settings.public_base
+        if job.row.workflow == "scrape":
+            sid = job.view.external_id
+            return [f"{base}/scrape/api/v1/jobs/{sid}/results?format={fmt}" for fmt in ("json", "csv")] if sid else []
+        m = job.view.manifest
         return [f"{base}/api/v1/jobs/{job.view.id}/artifacts/{a.name}" for a in (m.artifacts if m else [])]
 
     # ------------------------------------------------------------------ rows
@@ -198,6 +204,37 @@ class TaskEngine:
         held = bool(semaphore_url) or (run_at is not None and run_at > utcnow())
         (view,) = await self.jobs.accept(
             [NewJob(spec, labels={"workflow": workflow}, held=held, priority=queue_name(priority))], principal, dialect="taskengine")
+        return await self._keep(view, principal, workflow=workflow, parameters=parameters, priority=priority, run_at=run_at,
+                                semaphore_url=semaphore_url, held=held, rerun_of=rerun_of)
+
+    async def submit_scrape(self, principal: Principal, *, parameters: dict[str, Any], project_id: str, target_ids: list[str] | None,
+                            priority: int, run_at: datetime | None, semaphore_url: str | None, rerun_of: int | None = None) -> int:
+        """The ``scrape`` workflow: a scrape job of the client's project (``source: "taskengine"`` in the scrape API),
+        accepted as a Task Engine job (its queue, its hold for run_at / semaphore, its slots)."""
+        scrape = self.scrape_jobs()
+        if scrape is None:
+            raise ServiceError(503, "SERVICE_UNAVAILABLE", "the scrape service is not running")
+        held = bool(semaphore_url) or (run_at is not None and run_at > utcnow())
+        accepted: list[JobView] = []
+        try:
+            await scrape.create(project_id, principal, target_ids=target_ids, max_results=None, source="taskengine",
+                                priority=queue_name(priority), held=held, dialect="taskengine", labels={"workflow": "scrape"},
+                                accepted=accepted)
+        except ServiceError as exc:
+            if exc.status >= 500:
+                raise
+            field = (exc.details or {}).get("field")
+            if field:
+                message = exc.message.split(": ", 1)[-1] if exc.message.startswith("Invalid field") else exc.message
+                raise bad(f"parameters.{field}: {message}") from None
+            if exc.status == 404:
+                raise bad(f"parameters.project_id: no scrape project {project_id!r} of yours (see GET /scrape/api/v1/projects)") from None
+            raise bad(f"parameters.project_id: {exc.message}") from None
+        return await self._keep(accepted[0], principal, workflow="scrape", parameters=parameters, priority=priority, run_at=run_at,
+                                semaphore_url=semaphore_url, held=held, rerun_of=rerun_of)
+
+    async def _keep(self, view: JobView, principal: Principal, *, workflow: str, parameters: dict[str, Any], priority: int,
+                    run_at: datetime | None, semaphore_url: str | None, held: bool, rerun_of: int | None) -> int:
         assert view.seq is not None
         content_id = parameters.get("content_id")
         row = TaskEngineJob(
@@ -463,12 +500,18 @@ class TaskEngine:
     def _as_owner(principal: Principal, row: TaskEngineJob) -> Principal:
         return principal if principal.name == row.client else Principal(row.client, frozenset({"jobs:read", "jobs:write"}))
 
-    async def rerun(self, seq: int, principal: Principal, spec: JobSpec) -> int:
+    async def rerun(self, seq: int, principal: Principal, spec: JobSpec | None) -> int:
         """The same parameters as a new job; the original becomes broken."""
         job = await self.get(seq, principal.name if not principal.is_admin else None)
         owner = self._as_owner(principal, job.row)
-        new = await self.submit(owner, workflow=job.row.workflow, spec=spec, parameters=job.parameters, priority=job.row.priority,
-                                run_at=None, semaphore_url=None, rerun_of=seq)
+        if job.row.workflow == "scrape":
+            params = job.parameters
+            new = await self.submit_scrape(owner, parameters=params, project_id=str(params.get("project_id")), target_ids=params.get("target_ids"),
+                                           priority=job.row.priority, run_at=None, semaphore_url=None, rerun_of=seq)
+        else:
+            assert spec is not None
+            new = await self.submit(owner, workflow=job.row.workflow, spec=spec, parameters=job.parameters, priority=job.row.priority,
+                                    run_at=None, semaphore_url=None, rerun_of=seq)
         await self._set_queue_state(job, owner, "broken")
         await self.save(job.row)
         return new
@@ -476,7 +519,7 @@ class TaskEngine:
     def loops(self, hub: Any) -> list[Any]:
         """What runs beside the API: the slot controller, the scheduler, and the event follower."""
         return [self.controller.run_forever(), self.scheduler_forever(), self.follow_events(hub.listen()),
-                self.callbacks.deliver_forever(), self.callbacks.sweep_forever()]
+                self.callbacks.deliver_forever(), self.callbacks.sweep_forever(), self.callbacks.follow_tasks_forever()]
 
     async def follow_events(self, events: asyncio.Queue[dict[str, Any]]) -> None:
         """A Task Engine run started, ended or arrived: recount the slots; one ended: owe its callbacks."""
@@ -491,6 +534,7 @@ class TaskEngine:
                 task.add_done_callback(self._pending.discard)
 
     async def _ended(self, job_id: str) -> None:
+        await self._scrape_ended(job_id)
         # Task runs reach Prefect's database through its event pipeline, a moment after the flow run's end.
         for i, settle in enumerate((1.0, 2.0, 4.0, 8.0, 15.0)):
             await asyncio.sleep(settle)
@@ -500,6 +544,22 @@ class TaskEngine:
             except Exception as exc:  # the sweep owes them later
                 log.warning("taskengine callbacks of %s: %r", job_id, exc)
                 return
+
+    async def _scrape_ended(self, job_id: str) -> None:
+        """A ``scrape`` job ended: its results are ingested (readable through the scrape API, and the exports its
+        job callback names) before that callback is owed. The scrape dialect's sweep is the net for this."""
+        scrape = self.scrape_jobs()
+        if scrape is None:
+            return
+        try:
+            found = await self.rows(select(TaskEngineJob).where(TaskEngineJob.job_id == job_id, TaskEngineJob.workflow == "scrape"))
+            if found:
+                row = await asyncio.to_thread(scrape._row_by_sojourn_id, job_id)
+                if row is not None and not row.final:
+                    await asyncio.sleep(0.2)  # the status file is written before the run ends; let the view catch up
+                    await scrape.finish(row)
+        except Exception as exc:
+            log.warning("taskengine: scrape results of %s: %r", job_id, exc)
 
     def push(self) -> None:
         """Let queued jobs take free slots now, and held jobs that are due leave the scheduler."""
@@ -584,7 +644,7 @@ class TaskEngine:
                                                 sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200),
                 self._run_logs(run_id),
             )
-            task_ids = task_numbers(tasks)
+            task_ids = {**task_numbers(tasks), **await asyncio.to_thread(self.callbacks.task_numbers, job.id)}
             for line in lines:
                 entries.append({
                     "severity": severity(line.level), "progname": "worker" if line.task_run_id else "controller",

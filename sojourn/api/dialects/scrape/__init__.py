@@ -295,7 +295,7 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
     @app.get(f"{PREFIX}/projects/{{project_id}}/jobs", tags=["jobs"], summary="List a project's jobs")
     async def list_jobs(project_id: str, request: Request, page: int = Page, per_page: int = PerPage,
                         status: Literal["pending", "running", "completed", "failed", "cancelled"] | None = None,
-                        source: Literal["manual", "scheduled", "api", "retry"] | None = None) -> dict[str, Any]:
+                        source: Literal["manual", "scheduled", "api", "retry", "taskengine"] | None = None) -> dict[str, Any]:
         p = who(request)
         items, total = await scrape().jobs.list(project_id, p, page=page, per_page=per_page, status=status, source=source)
         return page_of(items, total, page, per_page)

@@ -16,9 +16,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount
 
 from sojourn.api.auth import presented_key
-from sojourn.api.dialects.taskengine.workflows import WORKFLOWS, to_spec
+from sojourn.api.dialects.taskengine.workflows import WORKFLOWS, scrape_parameters, to_spec
 from sojourn.services.errors import ServiceError
 from sojourn.services.principals import Principal
 from sojourn.services.taskengine import SEVERITIES, VERSION, TaskEngine, TEJob, parse_priority, parse_run_at, check_url
@@ -91,18 +92,27 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
     # ------------------------------------------------------------------ the service and its loops
     async def start(_main: FastAPI) -> list[Any]:
         te = TaskEngine(settings, main.state.jobs)
+        te.scrape_jobs = scrape_jobs
         main.state.taskengine = te
         return te.loops(main.state.hub)
 
     main.state.on_start.append(start)
 
+    def scrape_jobs() -> Any:
+        """The scrape dialect's jobs service (the ``scrape`` workflow's jobs are its jobs), once it has started."""
+        for route in main.routes:
+            if isinstance(route, Mount) and route.path == "/scrape":
+                service = getattr(route.app.state, "scrape", None)
+                return service.jobs if service is not None else None
+        return None
+
     def result_of(job: TEJob) -> dict[str, Any]:
         m = job.view.manifest
-        return {
-            "files": te().files(job),
-            "data": (m.answer if m.answer is not None else m.data) if m else None,
-            "error": job.view.error,
-        }
+        if job.row.workflow == "scrape":  # its results are the scrape job's, read through the scrape API
+            data: Any = {"scrape_job_id": job.view.external_id, "project_id": job.parameters.get("project_id")}
+        else:
+            data = (m.answer if m.answer is not None else m.data) if m else None
+        return {"files": te().files(job), "data": data, "error": job.view.error}
 
     def te() -> TaskEngine:
         return main.state.taskengine  # type: ignore[no-any-return]
@@ -202,9 +212,14 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
             priority = parse_priority(job.get("priority"), "job.priority")
             run_at = parse_run_at(job.get("run_at"), "job.run_at")
             semaphore = check_url(job.get("semaphore_url") or job.get("sempahore_url"), "job.semaphore_url")
-            spec = to_spec(settings, principal.name, job.get("workflow"), parameters)
-            seq = await te().submit(principal, workflow=job["workflow"], spec=spec, parameters=parameters, priority=priority,
-                                    run_at=run_at, semaphore_url=semaphore)
+            if job.get("workflow") == "scrape":
+                project_id, target_ids = scrape_parameters(parameters)
+                seq = await te().submit_scrape(principal, parameters=parameters, project_id=project_id, target_ids=target_ids,
+                                               priority=priority, run_at=run_at, semaphore_url=semaphore)
+            else:
+                spec = to_spec(settings, principal.name, job.get("workflow"), parameters)
+                seq = await te().submit(principal, workflow=job["workflow"], spec=spec, parameters=parameters, priority=priority,
+                                        run_at=run_at, semaphore_url=semaphore)
         except ServiceError as exc:
             if exc.status >= 500:
                 return JSONResponse("Unable to create job request", status_code=500)
@@ -292,7 +307,7 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
         seq = job_id(id)
         principal = authenticate(request)
         job = await te().get(seq, None if principal.is_admin else principal.name)
-        spec = to_spec(settings, job.row.client, job.row.workflow, job.parameters)
+        spec = None if job.row.workflow == "scrape" else to_spec(settings, job.row.client, job.row.workflow, job.parameters)
         new = await te().rerun(seq, principal, spec)
         return {"id": new, "result": "accepted"}
 

@@ -24,6 +24,7 @@ WORKFLOWS: dict[str, str] = {
     "screenshot": "parameters: {url, full_page?, viewport?, wait_until?, actions?, timeout?}: one page, one screenshot",
     "pdf": "parameters: {url, format?, landscape?, margin?, media?, background?, scale?, viewport?, wait_until?, actions?, timeout?}: one page as PDF",
     "agent": "parameters: {instructions}: a task in plain English",
+    "scrape": "parameters: {project_id, target_ids?}: a scrape job of one of your scrape projects (/scrape/api/v1); files are its results' exports",
     "template:<name>": "a saved native template (POST /api/v1/templates) by name; parameters are its variables",
 }
 
@@ -62,9 +63,28 @@ def _one_page(params: dict[str, Any], allowed: set[str], capture: dict[str, Any]
         raise
 
 
+def scrape_parameters(parameters: dict[str, Any]) -> tuple[str, list[str] | None]:
+    """The ``scrape`` workflow's ``{project_id, target_ids?}`` (the project is looked up when the job is made)."""
+    params = {k: v for k, v in parameters.items() if k not in TE_EXTRAS}
+    extra = sorted(set(params) - {"project_id", "target_ids"})
+    if extra:
+        raise bad(f"parameters.{extra[0]}: not a parameter of the scrape workflow (it takes project_id and target_ids)")
+    project_id = params.get("project_id")
+    if not isinstance(project_id, str) or not project_id.strip():
+        raise bad("parameters.project_id: the scrape workflow needs the id of one of your scrape projects (proj_...)")
+    target_ids = params.get("target_ids")
+    if target_ids is not None:
+        if not isinstance(target_ids, list) or not target_ids:
+            raise bad("parameters.target_ids: expected a non-empty list of target ids of the project (or leave it out for all its targets)")
+        for i, tid in enumerate(target_ids):
+            if not isinstance(tid, str) or not tid:
+                raise bad(f"parameters.target_ids.{i}: expected a target id (tgt_...), got {tid!r}")
+    return project_id.strip(), target_ids
+
+
 def to_spec(settings: Settings, owner: str, workflow: Any, parameters: dict[str, Any]) -> JobSpec:
     if not isinstance(workflow, str) or not workflow.strip():
-        raise bad("job.workflow: the workflow is required (browse, screenshot, pdf, agent or template:<name>)")
+        raise bad("job.workflow: the workflow is required (browse, screenshot, pdf, agent, scrape or template:<name>)")
     params = {k: v for k, v in parameters.items() if k not in TE_EXTRAS}
     common = {"actions", "wait_until", "viewport", "timeout", "cookies", "headers", "user_agent", "retries", "retry_delay", "url"}
     if workflow == "browse":
@@ -97,4 +117,4 @@ def to_spec(settings: Settings, owner: str, workflow: Any, parameters: dict[str,
             raise bad(f"{field + ': ' if field else ''}{exc.message}") from None
         except ValidationError as exc:
             raise bad(f"job.workflow: template {name!r} does not make a valid job: {spec_errors(exc)[0]['message']}") from None
-    raise bad(f"job.workflow: unknown workflow {workflow!r}; known: browse, screenshot, pdf, agent, template:<name>")
+    raise bad(f"job.workflow: unknown workflow {workflow!r}; known: browse, screenshot, pdf, agent, scrape, template:<name>")

@@ -592,3 +592,16 @@ def test_export_of_10000_results_streams_with_flat_memory(stack, tenant):
     assert len(tenant.get(f"/projects/{pid}/results", params={"format": "json"}).json()) == n
     rows = list(csv.DictReader(io.StringIO(tenant.get(f"/projects/{pid}/results", params={"format": "csv"}).text)))
     assert len(rows) == n and rows[-1]["name"] == f"item {n - 1}"
+
+
+def test_rate_limit_headers_and_429_in_the_dialects_shape(stack):
+    from tests.test_native_api import new_key
+
+    key = new_key(stack, rateLimit="3/minute")
+    with httpx.Client(base_url=f"{stack.base}/scrape/api/v1", headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        answers = [http.get("/projects") for _ in range(3)]
+        assert [r.status_code for r in answers] == [200] * 3
+        assert [int(r.headers["X-RateLimit-Remaining"]) for r in answers] == [2, 1, 0]
+        assert answers[0].headers["X-RateLimit-Limit"] == "3" and int(answers[0].headers["X-RateLimit-Reset"]) > time.time()
+        r = http.get("/projects")
+        assert r.status_code == 429 and r.json()["code"] == "RATE_LIMITED" and "detail" in r.json() and int(r.headers["Retry-After"]) >= 1

@@ -1,4 +1,4 @@
-"""Per-key rate limits on the native API, with the spec's `X-RateLimit-*` headers.
+"""Per-key rate limits on the native and scrape-jobs APIs, with their `X-RateLimit-*` headers.
 
 Counters live in memory by default (one API process), or in Redis when
 ``SOJOURN_REDIS_URL`` is set so several API processes share them. The
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -84,17 +84,33 @@ class RateLimiter:
         return allowed, headers
 
 
-class RateLimitMiddleware:
-    """Counts every authenticated request under ``prefix`` against its key's limit."""
+def native_refusal(request: Request, headers: dict[str, str]) -> dict[str, Any]:
+    return error_body(request, "RATE_LIMITED", f"Rate limit of {headers['X-RateLimit-Limit']} requests exceeded for this key; retry after {headers['Retry-After']} s.",
+                      {"limit": int(headers["X-RateLimit-Limit"]), "retryAfter": int(headers["Retry-After"])})
 
-    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, auth: KeyAuth, prefix: str = "/api/v1") -> None:
+
+def scrape_refusal(_request: Request, headers: dict[str, str]) -> dict[str, Any]:
+    """The scrape-jobs dialect's error shape (its reference lists the same X-RateLimit-* headers)."""
+    return {"detail": f"Rate limit of {headers['X-RateLimit-Limit']} requests exceeded; retry after {headers['Retry-After']} s", "code": "RATE_LIMITED"}
+
+
+# path prefix → the 429 body of the API under it
+LIMITED: dict[str, Callable[[Request, dict[str, str]], dict[str, Any]]] = {"/api/v1": native_refusal, "/scrape/api/v1": scrape_refusal}
+
+
+class RateLimitMiddleware:
+    """Counts every authenticated request under the limited prefixes against its key's limit."""
+
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, auth: KeyAuth,
+                 prefixes: dict[str, Callable[[Request, dict[str, str]], dict[str, Any]]] | None = None) -> None:
         self.app = app
         self.limiter = limiter
         self.auth = auth
-        self.prefix = prefix
+        self.prefixes = prefixes or LIMITED
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+        refusal = next((r for p, r in self.prefixes.items() if scope["type"] == "http" and scope["path"].startswith(p)), None)
+        if refusal is None:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -105,9 +121,7 @@ class RateLimitMiddleware:
             return
         allowed, headers = await self.limiter.check(principal.key_id, principal.rate_limit)
         if not allowed:
-            body = error_body(request, "RATE_LIMITED", f"Rate limit of {headers['X-RateLimit-Limit']} requests exceeded for this key; retry after {headers['Retry-After']} s.",
-                              {"limit": int(headers["X-RateLimit-Limit"]), "retryAfter": int(headers["Retry-After"])})
-            response: Response = JSONResponse(body, status_code=429, headers=headers)
+            response: Response = JSONResponse(refusal(request, headers), status_code=429, headers=headers)
             await response(scope, receive, send)
             return
 

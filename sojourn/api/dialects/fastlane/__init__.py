@@ -280,8 +280,10 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
     # ------------------------------------------------------------------ jobs
     @route("/tasks/{task_id}/jobs/{job_id}", ["GET"], summary="A job and its last 20 executions, newest first")
     async def get_job(task_id: str, job_id: str, request: Request) -> dict[str, Any]:
-        job = find_job(who(request, "jobs:read"), task_id, job_id, "get_job")
+        principal = who(request, "jobs:read")
+        job = find_job(principal, task_id, job_id, "get_job")
         executions = await svc().current(svc().executions(job, limit=20))
+        job = find_job(principal, task_id, job_id, "get_job")  # again: bringing its executions up to date may have changed it
         return {"task": {"id": task_id, "url": task_url(request, task_id)}, "job": {
             "createdAt": iso(job.created_at), "image": job.image, "command": job.command, "lastModifiedAt": iso(job.last_modified_at),
             "taskId": task_id, "scheduled": job.scheduled, "executionCount": svc().execution_count(job),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from datetime import timedelta
 from typing import Any, Coroutine
 from urllib.parse import urlsplit
@@ -178,9 +179,12 @@ def _settle(svc: FastlaneService, row: FastlaneHookDelivery, attempt: int, code:
         db.commit()
 
 
+_RECORDING = threading.Lock()  # deliveries of one execution settle in parallel threads: one read-modify-write at a time
+
+
 def _record(svc: FastlaneService, row: FastlaneHookDelivery, attempt: int, code: int | None, error: str | None) -> None:
     """``webhookDispatch`` in the execution's metadata: one entry per attempt."""
-    with session(svc.db) as db:
+    with _RECORDING, session(svc.db) as db:
         ex = db.get(FastlaneExecution, row.execution_id)
         if ex is None:
             return

@@ -50,16 +50,25 @@ def _wait_http(url: str, proc: subprocess.Popen | None, timeout: float, what: st
         raise typer.Exit(f"{exc}; see its output above") from None
 
 
-def _spawn(cmd: list[str], env: dict[str, str], *, quiet: bool = False) -> subprocess.Popen:
+def _spawn(cmd: list[str], env: dict[str, str], *, log: Path | None = None) -> subprocess.Popen:
     # Own session: a terminal's Ctrl-C reaches only `sojourn up`, which then stops
-    # the children in order (a worker's browser driver must not die first).
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL if quiet else None, start_new_session=True)
+    # the children in order (a worker's browser driver must not die first). Tied to our life: if
+    # `sojourn up` is killed outright, they die too (sojourn/lifeline.py).
+    from sojourn.lifeline import SUPERVISOR_ENV, die_with_parent
+
+    out = open(log, "ab") if log is not None else None
+    try:
+        return subprocess.Popen(cmd, env={**env, SUPERVISOR_ENV: str(os.getpid())}, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                start_new_session=True, preexec_fn=die_with_parent)
+    finally:
+        if out is not None:
+            out.close()
 
 
 @app.command()
 def up() -> None:
     """Start everything on this machine: Prefect server, pool and deployments, one worker, the API."""
-    from sojourn.deployments.prefect_server import server_env
+    from sojourn.deployments.prefect_server import server_command, server_env
     from sojourn.services.principals import ensure_admin_key
 
     settings = _settings()
@@ -80,6 +89,9 @@ def up() -> None:
 
     def stop_all(*_a) -> bool:
         """Stop every child within the bound; True if one had to be killed."""
+        # A second Ctrl-C or SIGTERM while stopping must not cut the stop short (the children would be left).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for p in reversed(children):
             if p.poll() is None:
                 p.terminate()
@@ -105,8 +117,9 @@ def up() -> None:
         else:
             api_url = f"http://127.0.0.1:{settings.prefect_port}/api"
             env = _prefect_env(settings, api_url)
-            print(f"Starting the Prefect server (SQLite under {env['PREFECT_HOME']}) ...")
-            children.append(_spawn([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)], server_env(env), quiet=True))
+            server_log = settings.home / "prefect-server.log"
+            print(f"Starting the Prefect server (SQLite under {env['PREFECT_HOME']}; its log: {server_log}) ...")
+            children.append(_spawn(server_command("--host", "127.0.0.1", "--port", str(settings.prefect_port)), server_env(env), log=server_log))
             _wait_http(f"{api_url}/health", children[-1], 120, "the Prefect server")
         env = _prefect_env(settings, api_url)
         if "SOJOURN_ALLOW_LOOPBACK" not in os.environ:
@@ -157,7 +170,7 @@ def _interrupt(*_a: object) -> None:
 
 def _component(p: subprocess.Popen) -> str:
     args = [str(a) for a in p.args]  # type: ignore[union-attr]
-    return "the Prefect server" if "prefect" in args else f"the {args[-1]}" if args[-1] in ("worker", "api") else " ".join(args)
+    return "the Prefect server" if "server" in args else f"the {args[-1]}" if args[-1] in ("worker", "api") else " ".join(args)
 
 
 def _port_taken(host: str, port: int) -> bool:
@@ -172,9 +185,10 @@ def _port_taken(host: str, port: int) -> bool:
 def prefect_server(ctx: typer.Context) -> None:
     """Run `prefect server start` (arguments passed through) with the settings Sojourn runs it with (see
     sojourn/deployments/prefect_server.py); for hosts of their own, e.g. on PostgreSQL."""
-    from sojourn.deployments.prefect_server import server_env
+    from sojourn.deployments.prefect_server import server_command, server_env
 
-    os.execve(sys.executable, [sys.executable, "-m", "prefect", "server", "start", *ctx.args], server_env())
+    cmd = server_command(*ctx.args)
+    os.execve(cmd[0], cmd, server_env())
 
 
 @app.command()
@@ -183,9 +197,11 @@ def worker(
     limit: Optional[int] = typer.Option(None, help="jobs this worker runs at once"),
 ) -> None:
     """Run a sojourn worker: polls the work pool, runs jobs in-process with a warm browser."""
+    from sojourn.lifeline import watch_parent
     from sojourn.worker.inprocess import run_worker
 
     _log_sojourn()
+    watch_parent()
     run_worker(_settings(), name=name, limit=limit)
 
 
@@ -196,8 +212,11 @@ def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
 
     from sojourn.api.app import create_app
 
+    from sojourn.lifeline import watch_parent
+
     settings = _settings()
     _log_sojourn()
+    watch_parent()
     # Idle keep-alive connections stay open 75 s (uvicorn's default is 5 s): a client reusing one just as
     # the server closed it got a connection error (seen once in 3,500 requests in bench part g).
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="warning", access_log=False,

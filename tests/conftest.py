@@ -39,8 +39,9 @@ os.environ.update(
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 
-from sojourn.deployments.prefect_server import server_env  # noqa: E402
+from sojourn.deployments.prefect_server import server_command, server_env  # noqa: E402
 from sojourn.readiness import wait_until_up  # noqa: E402
+from tests import processes  # noqa: E402
 from tests.postgres import drop_database, fresh_postgres_database, postgres_available, required_in_ci  # noqa: E402
 from tests.site import Site  # noqa: E402
 
@@ -50,7 +51,7 @@ class PrefectServer:
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
-        self._log = open(_TMP / "prefect-server.log", "ab")
+        self._log = _TMP / "prefect-server.log"
         self.database: str | None = None
 
     def choose_database(self) -> None:
@@ -61,25 +62,25 @@ class PrefectServer:
             os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(_PREFECT_PORT)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        self.proc = processes.start(
+            server_command("--host", "127.0.0.1", "--port", str(_PREFECT_PORT)),
+            log=self._log,
             env=server_env(),  # the settings `sojourn up` runs it with
         )
         wait_until_up(f"{os.environ['PREFECT_API_URL']}/health", timeout=90, proc=self.proc, what="prefect server")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        processes.stop(self.proc, timeout=15)
 
 
 _PREFECT = PrefectServer()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Nothing the tests started outlives them, whatever a test did (each test also stops its own)."""
+    left = processes.stop_all()
+    if left:
+        print(f"\nkilled at the end of the session, still running: {left}")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -201,8 +202,7 @@ class Stack:
 
     def _spawn(self, what: str) -> subprocess.Popen:
         self._n += 1
-        log = open(self.tmp / f"{what}-{self._n}.log", "wb")
-        return subprocess.Popen([sys.executable, "-m", "sojourn.cli", what], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return processes.start([sys.executable, "-m", "sojourn.cli", what], env=self.env, log=self.tmp / f"{what}-{self._n}.log")
 
     def start_api(self) -> None:
         self.api = self._spawn("api")
@@ -210,15 +210,14 @@ class Stack:
 
     def stop_api(self) -> None:
         assert self.api is not None
-        self.api.terminate()
-        self.api.wait(30)
+        processes.stop(self.api, timeout=30)
 
     def extra_api(self, **env: str) -> tuple[subprocess.Popen, str]:
         """Another API process on its own port, same Prefect and database (scale-out)."""
         port = _free_port()
         self._n += 1
-        log = open(self.tmp / f"api-extra-{self._n}.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "sojourn.cli", "api"], env={**self.env, "SOJOURN_API_PORT": str(port), **env}, stdout=log, stderr=subprocess.STDOUT)
+        proc = processes.start([sys.executable, "-m", "sojourn.cli", "api"], env={**self.env, "SOJOURN_API_PORT": str(port), **env},
+                               log=self.tmp / f"api-extra-{self._n}.log")
         base = f"http://127.0.0.1:{port}"
         wait_until_up(f"{base}/health", timeout=60, proc=proc, what="the second API")
         return proc, base
@@ -234,19 +233,14 @@ class Stack:
 
     def kill_worker(self) -> None:
         assert self.worker is not None
-        self.worker.kill()
-        self.worker.wait()
+        processes.kill_group(self.worker)
 
     def stop(self) -> None:
         for p in (self.worker, self.api):
             if p is not None and p.poll() is None:
                 p.terminate()
         for p in (self.worker, self.api):
-            if p is not None:
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            processes.stop(p, timeout=20)
 
     def client(self, key: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=self.base, headers={"X-API-Key": key or self.admin_key}, timeout=30)

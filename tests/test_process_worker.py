@@ -4,28 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 
 import pytest
 
 from sojourn.blocks.artifact_store import ArtifactStore
+from tests import processes
 from tests.helpers import png_image
 
 pytestmark = pytest.mark.slow
 
 
-def test_stock_process_worker_runs_a_browse_job(site, tmp_home, prefect_server):
+def test_stock_process_worker_runs_a_browse_job(site, tmp_home, prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
 
     from sojourn.deployments.bootstrap import bootstrap_process_pool
 
     boot = asyncio.run(bootstrap_process_pool())
-    env = os.environ.copy()
-    worker = subprocess.Popen(
+    # The stock worker polls every 10 s by default; once a second here, so the job starts as soon as it is created.
+    env = {**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+    worker = processes.start(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", boot.pool, "--type", "process", "--limit", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, log=tmp_path / "process-worker.log",
     )
 
     async def run() -> str:
@@ -40,14 +41,13 @@ def test_stock_process_worker_runs_a_browse_job(site, tmp_home, prefect_server):
                 if fr.state and fr.state.is_final():
                     break
                 await asyncio.sleep(0.5)
-            assert fr.state.is_completed(), fr.state
+            assert fr.state.is_completed(), f"{fr.state}\n{(tmp_path / 'process-worker.log').read_text(errors='replace')[-3000:]}"
             return str(fr.id)
 
     try:
         job_id = asyncio.run(run())
     finally:
-        worker.terminate()
-        worker.wait(30)
+        processes.stop(worker, timeout=15)  # then its process group is killed, flow-run processes included
     manifest = asyncio.run(ArtifactStore.from_settings().read_manifest(job_id))
     shot = manifest.artifact("screenshot")
     assert png_image(asyncio.run(ArtifactStore.from_settings().read_bytes(shot.path))).size == (1280, 720)

@@ -1,6 +1,7 @@
 """Several machines' worth on one: two API processes and two workers sharing one Prefect server (PostgreSQL),
-one facade database (PostgreSQL), Redis and an S3 artifact store (moto's S3 server). 200 jobs from the native
-API (single jobs and batches) and Tourist; one worker and one API process are killed mid-run. Every job that
+one facade database (PostgreSQL), Redis and an S3 artifact store (moto's S3 server). 60 jobs from the native
+API (single jobs and a batch) and Tourist; one worker and one API process are killed mid-run (the kills, not
+the volume, are what this proves; volume is bench/'s). Every job that
 was accepted ends exactly once, completed, with one flow run, and its captures read the same from either API.
 
 The cluster has a work pool of its own, so the session's stack never takes its jobs.
@@ -26,6 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import processes
 from tests.conftest import REDIS_URL, _free_port, redis_available
 from tests.helpers import Receiver, png_image
 from tests.postgres import drop_facade_database, fresh_facade_database
@@ -43,8 +45,7 @@ class Cluster:
         self.workers: dict[str, subprocess.Popen] = {}
 
     def _spawn(self, what: str, name: str, extra: dict[str, str], args: tuple[str, ...] = ()) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "ab")
-        return subprocess.Popen([sys.executable, "-m", "sojourn.cli", what, *args], env={**self.env, **extra}, stdout=log, stderr=subprocess.STDOUT)
+        return processes.start([sys.executable, "-m", "sojourn.cli", what, *args], env={**self.env, **extra}, log=self.tmp / f"{name}.log")
 
     def start_api(self, name: str, port: int | None = None) -> str:
         port = port or _free_port()
@@ -58,7 +59,7 @@ class Cluster:
         self.workers[name] = self._spawn("worker", name, {}, ("--name", f"scale-{name}"))
 
     def kill(self, proc: subprocess.Popen) -> None:
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(signal.SIGKILL)  # the process alone, as a crash does: its browser driver notices
         proc.wait(10)
 
     def stop(self) -> None:
@@ -67,11 +68,7 @@ class Cluster:
             if p.poll() is None:
                 p.terminate()
         for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            processes.stop(p, timeout=30)
 
 
 @pytest.fixture()
@@ -123,7 +120,7 @@ def page(site, i: int) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)  # 200 jobs on two cores, a dead worker found by its silence, a dead API's deliveries swept up
+@pytest.mark.timeout(400)  # 60 jobs on two cores, a dead worker found by its silence, a dead API's deliveries swept up
 def test_two_apis_and_two_workers_lose_and_double_nothing_when_one_of_each_dies(cluster, site):
     api1 = cluster.start_api("api1")
     api2 = cluster.start_api("api2")
@@ -138,8 +135,8 @@ def test_two_apis_and_two_workers_lose_and_double_nothing_when_one_of_each_dies(
     r = httpx.post(f"{api1}/api/v1/webhooks", headers=native, json={"url": receiver.url, "events": ["job.completed"], "secret": secret})
     assert r.status_code == 201, r.text
 
-    # The work: 120 native jobs, 2 native batches of 10, 60 Tourist jobs, spread over both APIs.
-    work: list[tuple[str, int]] = [("native", i) for i in range(120)] + [("batch", b) for b in range(2)] + [("tourist", i) for i in range(60)]
+    # The work: 34 native jobs, a native batch of 10, 16 Tourist jobs, spread over both APIs.
+    work: list[tuple[str, int]] = [("native", i) for i in range(34)] + [("batch", b) for b in range(1)] + [("tourist", i) for i in range(16)]
     random.Random(7).shuffle(work)
     accepted: dict[str, str] = {}  # job id -> dialect
     lock = threading.Lock()
@@ -198,20 +195,20 @@ def test_two_apis_and_two_workers_lose_and_double_nothing_when_one_of_each_dies(
         return [r for r in asyncio.run(read()) if r.infrastructure_pid == worker]
 
     with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(submit, n, item) for n, item in enumerate(work[:90])]
+        futures = [pool.submit(submit, n, item) for n, item in enumerate(work[:26])]
         deadline = time.monotonic() + 120
-        while (completed_count() < 30 or not running_on("scale-worker1")) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while (completed_count() < 8 or not running_on("scale-worker1")) and time.monotonic() < deadline:
+            time.sleep(0.25)
         assert running_on("scale-worker1"), "worker1 never ran a job"
         cluster.kill(cluster.workers["worker1"])  # jobs are running on it: they must run again elsewhere
         stranded = running_on("scale-worker1")  # still Running under a dead worker: they were mid-job
         assert stranded, "worker1's jobs all ended just before it was killed; nothing to run again"
         cluster.kill(cluster.apis["api1"][0])  # with its dispatcher's claims, event streams and clients
         dead.add(api1)
-        futures += [pool.submit(submit, n, item) for n, item in enumerate(work[90:], start=90)]
+        futures += [pool.submit(submit, n, item) for n, item in enumerate(work[26:], start=26)]
         for f in futures:
             f.result()
-    assert len(accepted) >= 190, len(accepted)  # a few submissions may have been cut off by the kill
+    assert len(accepted) >= 50, len(accepted)  # a few submissions may have been cut off by the kill
 
     # Every accepted job ends, completed (read from the surviving API; long polls, so no busy loop).
     def final(job_id: str) -> dict:

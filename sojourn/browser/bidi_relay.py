@@ -14,13 +14,21 @@ between the two and changes exactly that, nothing else:
   (the BiDi field for ``http:`` URLs). Sojourn's egress proxy speaks CONNECT, so the
   relay sets ``sslProxy`` to the same proxy: every request of the context, HTTPS
   included, goes through the URL policy, as it does on Chromium.
+* ``browsingContext.print``: Playwright 1.65 sends the paper size and margins in
+  inches (its paper-format table, ``convertPrintParameterToInches``), where
+  WebDriver BiDi measures them in centimetres; Firefox then printed A4 as
+  8.27 × 11.7 cm. The relay converts them (× 2.54). Puppeteer had the same bug
+  (puppeteer#13515); ``tests/test_firefox.py`` checks the printed page size, so a
+  Playwright that fixes it upstream fails that test instead of printing 2.54× too big.
 
 How it is placed: this file is the ``executable_path`` Playwright launches (through
 a two-line launcher script the pool writes, see :func:`launcher`). It starts the
 real Firefox with Playwright's arguments, passes Firefox's output through, and
 replaces the ``WebDriver BiDi listening on ws://...`` line Playwright waits for
 with its own address. Firefox and the relay share Playwright's process group, so
-Playwright's kill reaches both; the relay exits with Firefox's exit status.
+Playwright's kill reaches both; the relay exits with Firefox's exit status. When
+Playwright's driver dies without killing them (its worker killed outright), the
+relay is told by the kernel and stops Firefox (``sojourn.lifeline``).
 
 Only the standard library and ``websockets`` are imported: it starts as its own
 small process, next to Firefox, not in the worker.
@@ -41,7 +49,9 @@ LISTENING = re.compile(rb"WebDriver BiDi listening on (ws://\S+)")
 # Commands an older Firefox may not know, and when "unknown command" may be answered as success.
 MEDIA_OVERRIDE = "emulation.setMediaFeaturesOverride"
 CREATE_USER_CONTEXT = "browser.createUserContext"
-_WATCHED = (MEDIA_OVERRIDE, CREATE_USER_CONTEXT)
+PRINT = "browsingContext.print"
+_WATCHED = (MEDIA_OVERRIDE, CREATE_USER_CONTEXT, PRINT)
+CM_PER_INCH = 2.54
 
 
 def launcher(directory: Path, firefox: str, python: str | None = None) -> Path:
@@ -55,6 +65,21 @@ def launcher(directory: Path, firefox: str, python: str | None = None) -> Path:
     )
     path.chmod(0o755)
     return path
+
+
+def print_in_centimetres(params: dict) -> bool:
+    """Playwright's inches, in place, as the centimetres BiDi measures paper and margins in; True if anything changed."""
+    changed = False
+    for group, keys in (("page", ("width", "height")), ("margin", ("top", "right", "bottom", "left"))):
+        values = params.get(group)
+        if not isinstance(values, dict):
+            continue
+        for key in keys:
+            value = values.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values[key] = value * CM_PER_INCH
+                changed = True
+    return changed
 
 
 def tolerable_media_override(params: dict) -> bool:
@@ -88,6 +113,8 @@ class Patcher:
             if isinstance(proxy, dict) and proxy.get("proxyType") == "manual" and proxy.get("httpProxy") and not proxy.get("sslProxy"):
                 proxy["sslProxy"] = proxy["httpProxy"]
                 return json.dumps(msg)
+        if method == PRINT and print_in_centimetres(params):
+            return json.dumps(msg)
         return text
 
     def to_client(self, text: str) -> str:
@@ -158,8 +185,14 @@ async def _forward_output(stream: asyncio.StreamReader, out, on_listening) -> No
 async def run(firefox: str, args: list[str]) -> int:
     from websockets.asyncio.server import serve
 
+    from sojourn.lifeline import die_with_parent
+
+    # Firefox listens on a port, not on a pipe: nothing tells it its driver is gone. It dies with this relay, and the
+    # relay stops it when Playwright's driver dies (a worker killed outright), instead of both living on.
+    die_with_parent(signal.SIGTERM)
     proc = await asyncio.create_subprocess_exec(
         firefox, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent,
     )
     servers = []
 

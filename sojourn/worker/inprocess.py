@@ -28,6 +28,7 @@ import os
 import random
 import socket
 import sys
+import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -47,6 +48,7 @@ from sojourn import cancellation
 from sojourn.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+HAND_BACK_SECONDS = 5.0  # after the grace, how long handing unfinished runs back to Prefect may take
 
 ALLOWED_ENTRYPOINT_PREFIX = "sojourn."
 
@@ -148,6 +150,8 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
             if not started:
                 self._release_limit_slot(flow_run.id)
             self._submitting_flow_run_ids.discard(flow_run.id)
+            if not self._submitting_flow_run_ids:
+                self._wake.set()  # the poll waits for the runs it fetched to be Pending (get_and_submit_flow_runs)
             if self._cancelling_observer is not None:
                 self._cancelling_observer.remove_in_flight_flow_run_id(flow_run.id)
 
@@ -337,6 +341,12 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         if self._limiter is not None and self._limiter.available_tokens < 1:
             self._last_polled_time = datetime.now(timezone.utc)
             return []
+        # The runs of the last poll count against their work queue's concurrency limit only once they are Pending;
+        # a poll before that is handed more runs than a queue allows (a Task Engine job took the slot reserved for
+        # priority jobs). So one poll's runs go Pending before the next poll; the last of them wakes the loop.
+        if self._submitting_flow_run_ids:
+            self._last_polled_time = datetime.now(timezone.utc)
+            return []
         return await super().get_and_submit_flow_runs()
 
     async def _poll_loop(self) -> None:
@@ -456,19 +466,28 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         if pending:
             log.info("waiting up to %.0f s for %d running job(s)", self.settings.worker_shutdown_grace, len(pending))
             await asyncio.wait(pending, timeout=self.settings.worker_shutdown_grace)
-        for fid, task in list(self._running.items()):
-            if task.done():
-                continue
-            self._handed_back.add(fid)
-            if cancellation.request(str(fid), "handback"):
-                await asyncio.gather(task, return_exceptions=True)  # the flow ends itself AwaitingRetry
-            else:  # not in its body yet: stop it here and reschedule it
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                await self.client.set_flow_run_state(
-                    fid, AwaitingRetry(message="Worker shut down; handed back to the pool.", scheduled_time=datetime.now(timezone.utc)), force=True
-                )
-            log.info("handed flow run %s back to the pool", fid)
+        left = [(fid, task) for fid, task in self._running.items() if not task.done()]
+        if not left:
+            return
+        try:
+            # Handing back writes a state to Prefect; with Prefect down its client retries for a minute. The
+            # stop must not wait for that: what is not handed back in time is rescheduled by the crash reaper
+            # once this worker's heartbeats have stopped.
+            await asyncio.wait_for(asyncio.gather(*(self._hand_back(fid, task) for fid, task in left)), timeout=HAND_BACK_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("Prefect did not take %d run(s) back within %.0f s; the crash reaper will reschedule them", len(left), HAND_BACK_SECONDS)
+
+    async def _hand_back(self, fid: uuid.UUID, task: asyncio.Task) -> None:
+        self._handed_back.add(fid)
+        if cancellation.request(str(fid), "handback"):
+            await asyncio.gather(task, return_exceptions=True)  # the flow ends itself AwaitingRetry
+        else:  # not in its body yet: stop it here and reschedule it
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await self.client.set_flow_run_state(
+                fid, AwaitingRetry(message="Worker shut down; handed back to the pool.", scheduled_time=datetime.now(timezone.utc)), force=True
+            )
+        log.info("handed flow run %s back to the pool", fid)
 
 
 @contextmanager
@@ -555,14 +574,23 @@ def run_worker(settings: Settings | None = None, *, name: str | None = None, lim
     thread.start()
     ready.wait()
 
+    asked: list[float] = []
+
     def stop(_sig: int, _frame: Any) -> None:
+        asked.append(time.monotonic())
         if "stop" in holder and not loop.is_closed():
             loop.call_soon_threadsafe(holder["stop"].set)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # Once asked, the worker is gone within its grace, the hand-back and a few seconds of teardown, whatever its
+    # peers do: with Prefect down, a flow cancelled at the end still tries to report its state for a minute.
+    bound = settings.worker_shutdown_grace + HAND_BACK_SECONDS + 3
     while thread.is_alive():
         thread.join(0.5)
+        if asked and time.monotonic() - asked[0] > bound:
+            log.warning("stopping did not finish within %.0f s (is Prefect reachable?); exiting now", bound)
+            _leave(1, flush_within=1.0)
     if failure:
         log.error("worker failed: %r", failure[0])
     _leave(1 if failure or (workers and workers[0].replaced) else 0)

@@ -428,14 +428,14 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     results: dict = {"machine": {"cores": os.cpu_count()}, "concurrency": C, "jobs": N, "quick": quick, "prefect_db": args.prefect_db}
 
-    from sojourn.deployments.prefect_server import server_env as sojourn_server_env
+    from sojourn.deployments.prefect_server import server_command, server_env as sojourn_server_env
 
     server_env = os.environ.copy() if args.prefect_defaults else sojourn_server_env()
     results["prefect_server_settings"] = "prefect defaults" if args.prefect_defaults else "sojourn"
     if args.prefect_db == "postgres":
         server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = fresh_postgres_database(args.postgres_url)
     logs = open(TMP / "prefect.log", "wb")
-    procs = [subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)], stdout=logs, stderr=subprocess.STDOUT, env=server_env)]
+    procs = [subprocess.Popen(server_command("--host", "127.0.0.1", "--port", str(PREFECT_PORT)), stdout=logs, stderr=subprocess.STDOUT, env=server_env)]
     try:
         wait_http(f"http://127.0.0.1:{PREFECT_PORT}/api/health")
         env = os.environ.copy()

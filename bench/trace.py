@@ -70,12 +70,12 @@ def main() -> None:
     args = ap.parse_args()
     from tests.site import Site
 
-    from sojourn.deployments.prefect_server import server_env as sojourn_server_env
+    from sojourn.deployments.prefect_server import server_command, server_env as sojourn_server_env
 
     server_env = dict(bench.os.environ) if args.prefect_defaults else sojourn_server_env()
     if args.prefect_db == "postgres":
         server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = bench.fresh_postgres_database("postgresql+asyncpg://postgres@127.0.0.1:5432")
-    procs = [subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(bench.PREFECT_PORT)],
+    procs = [subprocess.Popen(server_command("--host", "127.0.0.1", "--port", str(bench.PREFECT_PORT)),
                               stdout=open(bench.TMP / "prefect.log", "wb"), stderr=subprocess.STDOUT, env=server_env)]
     try:
         bench.wait_http(f"http://127.0.0.1:{bench.PREFECT_PORT}/api/health")

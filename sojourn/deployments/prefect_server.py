@@ -18,11 +18,16 @@ in the environment of the server process.
 
 Kept: the scheduler (deployment schedules), the foreman (worker status in the
 UI), the repossessor, event retention and vacuum.
+
+The server runs as ``python -m sojourn.deployments.prefect_server server start ...``: Prefect's own CLI,
+after two fixes to its SQLite access that stop the default stack stalling (``prefect_sqlite.py``). Every
+Sojourn command that starts a Prefect server uses :func:`server_command`.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Mapping
 
 SERVER_SETTINGS: dict[str, str] = {
@@ -45,3 +50,22 @@ def server_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     automations = env.get("SOJOURN_PREFECT_AUTOMATIONS", "false").lower() in ("1", "true", "yes")
     defaults = {**SERVER_SETTINGS, "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "true" if automations else "false"}
     return {**defaults, **env}
+
+
+def server_command(*args: str) -> list[str]:
+    """The command line of a Prefect server as Sojourn runs it: ``prefect server start`` with ``args``."""
+    return [sys.executable, "-m", "sojourn.deployments.prefect_server", "server", "start", *args]
+
+
+def main() -> None:
+    """Prefect's CLI (``prefect ...``), with the SQLite fixes installed first."""
+    from sojourn.deployments.prefect_sqlite import install
+
+    install()
+    from prefect.cli import app
+
+    app()
+
+
+if __name__ == "__main__":
+    main()

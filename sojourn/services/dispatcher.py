@@ -71,6 +71,9 @@ class Dispatcher:
         self.created = 0  # flow runs this process created (for /metrics)
         self.failures = 0
         self._passing_streak = 0  # rounds in a row with passing failures: the next waits longer
+        # Held from "create the runs" to "record their ids": a job is then either undispatched in the ledger or
+        # queued in Prefect, never both or neither, for a reader holding it too (JobService's waiting count).
+        self.moving = asyncio.Lock()
 
     def wake(self) -> None:
         self._wake.set()
@@ -106,13 +109,14 @@ class Dispatcher:
         by_flow: dict[str, list[Job]] = defaultdict(list)
         for row in rows:
             by_flow[row.kind if row.kind in self.deployments() else "browse"].append(row)
-        try:
-            results = await asyncio.gather(*(self._create_retrying(flow, batch) for flow, batch in by_flow.items()))
-        except Exception:
-            await asyncio.to_thread(self.ledger.unclaim, self.name, [r.id for r in rows], 1.0)
-            raise
-        outcomes = [o for batch in results for o in batch]
-        raced = await asyncio.to_thread(self.ledger.record, self.name, outcomes, retry_in=1.0, reject_after=REJECT_AFTER)
+        async with self.moving:
+            try:
+                results = await asyncio.gather(*(self._create_retrying(flow, batch) for flow, batch in by_flow.items()))
+            except Exception:
+                await asyncio.to_thread(self.ledger.unclaim, self.name, [r.id for r in rows], 1.0)
+                raise
+            outcomes = [o for batch in results for o in batch]
+            raced = await asyncio.to_thread(self.ledger.record, self.name, outcomes, retry_in=1.0, reject_after=REJECT_AFTER)
         created_cancelled = {r.id for r in rows if r.cancel_requested_at is not None}
         for row in raced:
             if row.id not in created_cancelled and row.flow_run_id:

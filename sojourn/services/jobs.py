@@ -239,7 +239,11 @@ class JobService:
         async def prefect(priority: str) -> int:
             return await self.client.count_flow_runs(flow_run_filter=queued_filter(priorities=[priority]))
 
-        (ledger, seen), *runs = await asyncio.gather(self.ledger.waiting_by_priority(), *(prefect(p) for p in PRIORITIES))
+        # Both read while this process's dispatcher moves no job from the ledger to Prefect: read in parallel
+        # without it, a job dispatched in between was counted by neither (two submissions got one position).
+        # Another process's dispatcher can still move one: across processes the position is an estimate.
+        async with self.dispatcher.moving:
+            (ledger, seen), *runs = await asyncio.gather(self.ledger.waiting_by_priority(), *(prefect(p) for p in PRIORITIES))
         counts = {**{p: ledger.get(p, 0) + n for p, n in zip(PRIORITIES, runs)}, "held": ledger.get("held", 0)}
         # Jobs this process accepted after the count's snapshot are added again, so the fresh count never
         # forgets one it counted up a moment ago (queue positions of consecutive submissions stay in order).

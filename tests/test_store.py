@@ -45,3 +45,41 @@ def test_keys_authenticate_by_hash(db_settings):
     principal = auth.lookup(key)
     assert principal is not None and principal.is_admin
     assert auth.lookup(key + "x") is None
+
+
+def test_processes_starting_together_on_a_fresh_postgresql_database_all_get_the_schema():
+    """#29: API processes started at the same instant on a fresh PostgreSQL database each create the facade schema
+    at start; all ran CREATE TABLE at once and all but one died (duplicate key in pg_type). Each here is what one
+    process does at start, on its own engine and connection, released together."""
+    import threading
+
+    from sqlalchemy import create_engine, inspect
+    from sqlmodel import SQLModel
+
+    from sojourn.store.db import _create_schema
+
+    url = fresh_facade_database("sojourn_race")
+    if url is None:
+        pytest.skip("no PostgreSQL on this machine (CI always has one)")
+    engines = [create_engine(url) for _ in range(4)]
+    start, errors = threading.Barrier(len(engines)), []
+
+    def boot(engine) -> None:
+        start.wait()
+        try:
+            _create_schema(engine)
+        except Exception as exc:  # noqa: BLE001 - what a process would have died of
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=boot, args=(e,)) for e in engines]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert set(inspect(engines[0]).get_table_names()) >= set(SQLModel.metadata.tables)
+    finally:
+        for e in engines:
+            e.dispose()
+        drop_facade_database(url)

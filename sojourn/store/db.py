@@ -23,9 +23,30 @@ def engine_for(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    SQLModel.metadata.create_all(engine)
-    _add_missing_columns(engine)
+    _create_schema(engine)
     return engine
+
+
+SCHEMA_LOCK = 0x536F6A6F75726E  # "Sojourn": the PostgreSQL advisory lock that serializes schema changes
+
+
+def _create_schema(engine: Engine) -> None:
+    """Create what is missing of the facade schema, one process at a time.
+
+    API processes and workers started together on a fresh PostgreSQL database all ran ``CREATE TABLE`` at once,
+    and all but one died at start (#29: duplicate key in ``pg_type``). On PostgreSQL the DDL runs under a
+    transaction-level advisory lock: the others wait, then find the tables there. (SQLite serializes writers
+    itself.)"""
+    from sqlalchemy import text
+
+    if engine.dialect.name != "postgresql":
+        SQLModel.metadata.create_all(engine)
+        _add_missing_columns(engine)
+        return
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        SQLModel.metadata.create_all(conn)
+        _add_missing_columns(conn)
 
 
 def _sqlite_pragmas(conn: Any, _record: Any) -> None:
@@ -39,21 +60,25 @@ def _sqlite_pragmas(conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _add_missing_columns(engine: Engine) -> None:
+def _add_missing_columns(bind: Any) -> None:
     """Columns added since a database was made: nullable or defaulted, so ADD COLUMN is enough.
 
     (Enough for additive changes; a rename or a type change would need a real migration tool.)
+    ``bind``: an engine, or a connection already in a transaction (the schema lock's).
     """
-    from sqlalchemy import inspect, text
+    from contextlib import nullcontext
 
-    inspector = inspect(engine)
-    with engine.begin() as conn:
+    from sqlalchemy import inspect, text
+    from sqlalchemy.engine import Connection
+
+    inspector = inspect(bind)
+    with (nullcontext(bind) if isinstance(bind, Connection) else bind.begin()) as conn:
         for table in SQLModel.metadata.sorted_tables:
             have = {c["name"] for c in inspector.get_columns(table.name)}
             for column in table.columns:
                 if column.name in have:
                     continue
-                ddl = column.type.compile(dialect=engine.dialect)
+                ddl = column.type.compile(dialect=conn.dialect)
                 default = column.default.arg if column.default is not None and not callable(column.default.arg) else None
                 clause = f" DEFAULT {default!r}" if isinstance(default, (int, str)) and not isinstance(default, bool) else (
                     f" DEFAULT {str(default).upper()}" if isinstance(default, bool) else "")

@@ -23,6 +23,9 @@ from sojourn.services.errors import ServiceError
 from sojourn.services.jobs import JobService, JobView
 from sojourn.spec import JobSpec
 
+
+MAX_PAGE = 10_000_000  # pages of a list; any more is past every job a ledger holds
+
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
 
@@ -256,10 +259,11 @@ async def list_jobs(
     from_: str | None = Query(None, alias="from", description="created at or after (ISO date or date-time)"),
     to: str | None = Query(None, description="created at or before (a date means the end of that day)"),
     sort: str = Query("-createdAt", description="createdAt, -createdAt, startedAt, -startedAt, -completedAt"),
-    page: int | None = Query(None, ge=1),
+    # (bounded so that page * size and offset stay within SQL's integers: past them a read was a 500)
+    page: int | None = Query(None, ge=1, le=MAX_PAGE),
     size: int | None = Query(None, ge=1, le=100),
     limit: int | None = Query(None, ge=1, le=100),
-    offset: int | None = Query(None, ge=0),
+    offset: int | None = Query(None, ge=0, le=MAX_PAGE * 100),
     principal: Principal = Depends(reader),
     svc: JobService = Depends(jobs),
 ) -> dict[str, Any]:

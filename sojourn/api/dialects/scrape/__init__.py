@@ -198,7 +198,7 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
         if service is not None:
             await service.schedules.refresh(project_id)
 
-    Page = Query(1, ge=1)
+    Page = Query(1, ge=1, le=10_000_000)  # bounded: past SQL's integers a page was a 500
     PerPage = Query(20, ge=1, le=100)
 
     # -------------------------------------------------------------- projects

@@ -156,7 +156,7 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
         return data
 
     def job_id(value: str) -> int:
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):  # ('³'.isdigit() is true, and int('³') fails)
             raise TEError(400, {"error": f"id: job ids are integers, got {value!r}"})
         return int(value)
 

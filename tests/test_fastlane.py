@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 import pytest
 
-from tests.helpers import png_image
+from tests import processes
+from tests.helpers import pdf_text, png_image
 from tests.test_native_api import new_key
 
 FINAL = {"done", "failed", "timedout", "expired"}
@@ -33,6 +35,7 @@ class Pages:
     def __init__(self) -> None:
         self.hooks: dict[str, list[tuple[dict[str, str], dict[str, Any]]]] = {}
         self.calls: dict[str, int] = {}
+        self.arrived = threading.Condition()  # notified on every POST received
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,6 +56,11 @@ class Pages:
                     return self._send(200, f"<title>Host</title><p>Host: {host}</p>".encode())
                 if path == "/hello":
                     return self._send(200, b"<title>Hello</title><h1>Hello fastlane</h1><p>It works.</p>")
+                if path == "/whoami":  # the browser as the server saw it (User-Agent) and as the page sees itself
+                    ua = self.headers.get("User-Agent", "").replace("<", "")
+                    return self._send(200, (f"<title>Who</title><p id=header>Header: {ua}</p><p id=nav></p>"
+                                            "<script>document.getElementById('nav').textContent = 'Navigator: ' + navigator.userAgent"
+                                            "</script>").encode())
                 if path == "/console-error":
                     return self._send(200, b"<title>Err</title><p>page</p><script>console.error('boom from page')</script>")
                 if path == "/slow":
@@ -63,10 +71,14 @@ class Pages:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 name = self.path.strip("/").split("?")[0]
-                outer.calls[name] = outer.calls.get(name, 0) + 1
-                if name.startswith("flaky") and outer.calls[name] == 1:
+                with outer.arrived:
+                    outer.calls[name] = outer.calls.get(name, 0) + 1
+                    refuse = name.startswith("flaky") and outer.calls[name] == 1
+                    if not refuse:
+                        outer.hooks.setdefault(name, []).append(({k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
+                    outer.arrived.notify_all()
+                if refuse:
                     return self._send(500)
-                outer.hooks.setdefault(name, []).append(({k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
                 return self._send(200, b"{}", "application/json")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -77,10 +89,9 @@ class Pages:
         return self.base + path
 
     def wait_hooks(self, name: str, n: int, timeout: float = 60) -> list[tuple[dict[str, str], dict[str, Any]]]:
-        deadline = time.monotonic() + timeout
-        while len(self.hooks.get(name, [])) < n and time.monotonic() < deadline:
-            time.sleep(0.2)
-        got = self.hooks.get(name, [])
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.hooks.get(name, [])) >= n, timeout)
+            got = list(self.hooks.get(name, []))
         assert len(got) >= n, f"{name}: {len(got)} deliveries of {n} after {timeout} s"
         return got
 
@@ -135,6 +146,34 @@ def task_name() -> str:
     return f"test-{uuid.uuid4().hex[:8]}"
 
 
+@contextmanager
+def tenant(stack) -> Iterator[httpx.Client]:
+    """A client of a principal of its own: /status counts (and pending deliveries) are this test's alone."""
+    key = new_key(stack)
+    with httpx.Client(base_url=stack.base + "/fastlane", headers={"X-API-Key": key}, timeout=60) as c:
+        c.key = key  # type: ignore[attr-defined]
+        yield c
+
+
+def wait_hooks_settled(fl: httpx.Client, timeout: float = 60) -> None:
+    """Until the caller has no webhook delivery pending (/status queues.webhooks). Deliveries are owed in the same step
+    that makes an execution final, so once it reads final and none is pending, every hook it owed has been sent
+    (and recorded in webhookDispatch) or given up: a receiver that got nothing by then never will."""
+    deadline = time.monotonic() + timeout
+    while (pending := fl.get("/status").json()["queues"]["webhooks"]["length"]) != 0:
+        assert time.monotonic() < deadline, f"{pending} webhook deliveries still pending after {timeout} s"
+        time.sleep(0.5)
+
+
+def dispatched(fl: httpx.Client, execution_url: str) -> list[tuple[str, str, int, int | None, str | None]]:
+    """An execution's webhookDispatch as (event, url, attempt, statusCode, error), in a stable order (deliveries of
+    one execution are sent concurrently, so their entries' order is not part of the contract)."""
+    meta = fl.get(execution_url).json()["execution"]["metadata"]
+    for d in meta.get("webhookDispatch", []):
+        assert set(d) == {"timestamp", "url", "event", "attempt", "statusCode", "error"} and "+" not in d["timestamp"], d
+    return sorted((d["event"], d["url"], d["attempt"], d["statusCode"], d["error"]) for d in meta.get("webhookDispatch", []))
+
+
 # ------------------------------------------------------------------ the core flow
 
 
@@ -187,10 +226,12 @@ def test_screenshot_job_end_to_end(fl, pages, stack, cron_job):
 
     # the task list: fastlane's pagination keys
     listing = fl.get("/tasks/").json()
-    assert {"items", "total", "page", "pages", "perPage", "hasNext", "hasPrev", "nextUrl", "prevUrl"} <= set(listing)
-    assert listing["perPage"] == 10 and listing["page"] == 1
-    item = next(i for i in listing["items"] if i["taskId"] == task)
-    assert item["jobsCount"] == 2 and item["url"] == reply["taskUrl"]
+    assert set(listing) == {"items", "total", "page", "pages", "perPage", "hasNext", "hasPrev", "nextUrl", "prevUrl"}
+    assert listing["perPage"] == 10 and listing["page"] == 1 and listing["hasPrev"] is False and listing["prevUrl"] is None
+    assert listing["pages"] == -(-listing["total"] // 10) and listing["hasNext"] is (listing["pages"] > 1)
+    assert listing["items"][0]["taskId"] == task  # the task changed last comes first
+    item = listing["items"][0]
+    assert item["jobsCount"] == 2 and item["url"] == reply["taskUrl"] and item["lastModifiedAt"] >= item["createdAt"]
 
 
 def test_text_command_envs_console_errors_and_redaction(fl, pages):
@@ -209,6 +250,33 @@ def test_text_command_envs_console_errors_and_redaction(fl, pages):
     ex = wait_execution(fl, r.json()["executionUrl"])
     assert ex["status"] == "done" and "console.error: boom from page" in ex["error"]
     assert json.loads(ex["log"])["steps"][0]["title"] == "Err"
+
+
+def test_pdf_shorthand_and_a_firefox_image(fl, pages):
+    """Two promises of the README and docs/fastlane.md as a user sees them: `pdf <url>` makes the page a PDF whose
+    capture link serves it, and `image: firefox` runs the job on Firefox (firefox-esr here)."""
+    task = task_name()
+    pdf = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"pdf {pages.url('/hello')}"})
+    fox = fl.post(f"/tasks/{task}", json={"image": "firefox", "command": f"text {pages.url('/whoami')}"})
+    assert pdf.status_code == 200 and fox.status_code == 200, (pdf.text, fox.text)
+
+    ex = wait_execution(fl, pdf.json()["executionUrl"])
+    assert ex["status"] == "done" and ex["exitCode"] == 0 and ex["command"] == f"pdf {pages.url('/hello')}", ex
+    out = json.loads(ex["log"])
+    assert out["status"] == "completed" and out["steps"][0]["title"] == "Hello"
+    (doc,) = [c for c in out["captures"] if c["kind"] == "pdf"]
+    r = fl.get(doc["url"])
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf" == doc["contentType"], r.headers
+    assert r.content.startswith(b"%PDF-") and len(r.content) == doc["size"]
+    text = pdf_text(r.content)
+    assert "Hello fastlane" in text and "It works." in text, text
+
+    ex = wait_execution(fl, fox.json()["executionUrl"])
+    assert ex["status"] == "done" and ex["exitCode"] == 0 and ex["image"] == "firefox", ex
+    seen = dict(line.split(": ", 1) for line in ex["log"].splitlines() if ": " in line)
+    assert set(seen) == {"Header", "Navigator"}, ex["log"]
+    assert "Firefox/" in seen["Header"] and "Chrome" not in seen["Header"], seen  # what the server saw
+    assert seen["Navigator"] == seen["Header"], seen  # and what the page saw of itself
 
 
 def test_enqueue_errors_as_fastlane_sends_them(fl):
@@ -253,37 +321,44 @@ def test_unknown_image_and_command_fail_with_readable_errors(fl):
     assert r.headers["Fastlane-Exit-Code"] == "1" and "ls: not found" in r.text
 
 
-def test_retries_make_new_executions_and_fire_hooks(fl, pages):
+def test_retries_make_new_executions_and_fire_hooks(stack, pages):
     task = task_name()
     failing = json.dumps({"steps": [{"url": pages.url("/hello"), "actions": ["page.waitForSelector('#absent', {timeout: 300})"]}]})
+    fails_url, flaky_url = pages.url(f"/fails-{task}"), pages.url(f"/flaky-{task}")
     hooks = {
-        "fails": [{"url": pages.url(f"/fails-{task}"), "headers": {"X-Token": "abc"}}],
-        "finishes": [{"url": pages.url(f"/flaky-{task}"), "retries": 2}],  # the first delivery gets a 500, retried 5 s later
+        "fails": [{"url": fails_url, "headers": {"X-Token": "abc"}}],
+        "finishes": [{"url": flaky_url, "retries": 2}],  # the first delivery gets a 500, retried 5 s later
         "succeeds": [{"url": pages.url(f"/succeeds-{task}")}],
     }
-    r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": failing, "retries": 2, "webhooks": hooks,
-                                        "metadata": {"who": "me"}})
-    assert r.status_code == 200, r.text
-    job = wait_job(fl, r.json()["jobUrl"], lambda j: j["executionCount"] == 3 and all(e["status"] in FINAL for e in j["executions"]), timeout=120)
-    assert [e["status"] for e in job["executions"]] == ["failed"] * 3
-    assert job["executions"][-1]["executionId"] == r.json()["executionId"]  # newest first
-    assert job["metadata"]["retry_count"] == 2
-    created = sorted(e["createdAt"] for e in job["executions"])
-    assert created[0] < created[1] < created[2]
-    assert all("ACTION_FAILED" in e["error"] or "TIMEOUT" in e["error"] for e in job["executions"]), job["executions"][0]["error"]
+    with tenant(stack) as fl:
+        r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": failing, "retries": 2, "webhooks": hooks,
+                                            "metadata": {"who": "me"}})
+        assert r.status_code == 200, r.text
+        job = wait_job(fl, r.json()["jobUrl"], lambda j: j["executionCount"] == 3 and all(e["status"] in FINAL for e in j["executions"]), timeout=120)
+        assert [e["status"] for e in job["executions"]] == ["failed"] * 3
+        assert job["executions"][-1]["executionId"] == r.json()["executionId"]  # newest first
+        assert job["metadata"]["retry_count"] == 2
+        created = sorted(e["createdAt"] for e in job["executions"])
+        assert created[0] < created[1] < created[2]
+        assert all("ACTION_FAILED" in e["error"] or "TIMEOUT" in e["error"] for e in job["executions"]), job["executions"][0]["error"]
 
-    fails = pages.wait_hooks(f"fails-{task}", 3)
-    headers, body = fails[0]
-    assert headers["x-token"] == "abc" and headers["content-type"] == "application/json"
-    assert body["job_id"] == job["executions"][0]["url"].split("/jobs/")[1].split("/")[0]
-    assert body["status"] == "failed" and body["metadata"]["custom"] == {"who": "me"} and body["exitCode"] == 1
-    assert {b["executionId"] for _, b in fails} == {e["executionId"] for e in job["executions"]}
-    pages.wait_hooks(f"flaky-{task}", 3, timeout=60)
-    assert pages.calls[f"flaky-{task}"] == 4  # one refused, retried
-    assert f"succeeds-{task}" not in pages.hooks
-    ex = fl.get(job["executions"][-1]["url"]).json()["execution"]
-    assert any(d["statusCode"] == 500 for d in ex["metadata"]["webhookDispatch"]) or any(
-        d["statusCode"] == 500 for e in job["executions"] for d in fl.get(e["url"]).json()["execution"]["metadata"].get("webhookDispatch", []))
+        fails = pages.wait_hooks(f"fails-{task}", 3)
+        headers, body = fails[0]
+        assert headers["x-token"] == "abc" and headers["content-type"] == "application/json"
+        assert body["job_id"] == job["executions"][0]["url"].split("/jobs/")[1].split("/")[0]
+        assert body["status"] == "failed" and body["metadata"]["custom"] == {"who": "me"} and body["exitCode"] == 1
+        assert {b["executionId"] for _, b in fails} == {e["executionId"] for e in job["executions"]}
+        pages.wait_hooks(f"flaky-{task}", 3, timeout=60)
+        wait_hooks_settled(fl)
+        assert pages.calls[f"flaky-{task}"] == 4  # one refused, retried
+        assert len(pages.hooks[f"fails-{task}"]) == 3 and f"succeeds-{task}" not in pages.hooks
+        # every attempt is in its own execution's webhookDispatch: the first execution's finishes hook was the
+        # refused one (the second execution starts 2 s after the first ended); none lost, none elsewhere
+        oldest, *later = job["executions"][::-1]
+        assert dispatched(fl, oldest["url"]) == [("fails", fails_url, 1, 200, None), ("finishes", flaky_url, 1, 500, "receiver answered 500"),
+                                                 ("finishes", flaky_url, 2, 200, None)]
+        for e in later:
+            assert dispatched(fl, e["url"]) == [("fails", fails_url, 1, 200, None), ("finishes", flaky_url, 1, 200, None)], e["executionId"]
 
 
 def test_start_at_and_start_in(fl, pages):
@@ -292,11 +367,17 @@ def test_start_at_and_start_in(fl, pages):
     later = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "2s"})
     for r in (now, later):
         assert r.status_code == 200 and r.json()["executionId"] is None and r.json()["executionUrl"] is None, r.text
+    jobs = []
     for r in (now, later):
         job = wait_job(fl, r.json()["jobUrl"], lambda j: j["executions"] and j["executions"][0]["status"] in FINAL)
         assert job["executionCount"] == 1 and job["executions"][0]["status"] == "done" and job["scheduled"] is False
-    ex = fl.get(later.json()["jobUrl"]).json()["job"]["executions"][0]
-    assert ex["startedAt"] >= ex["createdAt"]
+        assert "Hello fastlane" in job["executions"][0]["log"]
+        jobs.append(job)
+    assert jobs[0]["metadata"]["startAt"] and jobs[1]["metadata"]["startIn"] == "2s"
+    # startIn 2s: the run started 2 s or more after the job was made (as the API reports both)
+    job = jobs[1]
+    waited = datetime.fromisoformat(job["executions"][0]["startedAt"]) - datetime.fromisoformat(job["createdAt"])
+    assert waited.total_seconds() >= 2, (job["createdAt"], job["executions"][0]["startedAt"])
 
 
 def test_put_creates_then_reschedules_with_the_new_command(fl, pages):
@@ -334,13 +415,18 @@ def test_stop_retry_and_execution_stop(fl, pages):
     assert stopped["status"] == "failed" and "User stopped job execution manually." in stopped["error"]
 
     # stop of a running job: its execution fails, and no retry follows
-    slow = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/slow?s=30')}", "retries": 3, "timeout": 120}).json()
+    hooks = {"fails": [{"url": pages.url(f"/stopped-{task}")}]}
+    slow = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/slow?s=30')}", "retries": 3, "timeout": 120,
+                                           "webhooks": hooks}).json()
     wait_execution(fl, slow["executionUrl"], {"running"}, timeout=60)
     assert fl.post(slow["jobUrl"] + "stop").status_code == 200
     ex = wait_execution(fl, slow["executionUrl"], timeout=30)
     assert ex["status"] == "failed" and "User stopped job execution manually." in ex["error"]
-    time.sleep(3)
-    assert fl.get(slow["jobUrl"]).json()["job"]["executionCount"] == 1
+    # Its `fails` hook is owed by the step that ended it, which decides on a retry (and makes it) before any hook
+    # can go out: once the hook arrived, a retry would exist.
+    assert pages.wait_hooks(f"stopped-{task}", 1)[0][1]["executionId"] == slow["executionId"]
+    job = fl.get(slow["jobUrl"]).json()["job"]
+    assert job["executionCount"] == 1 and job["metadata"]["retry_count"] == 0, job
 
     # execution stop, then retry makes a new execution of a finished job
     slow2 = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/slow?s=30')}", "timeout": 120}).json()
@@ -354,23 +440,27 @@ def test_stop_retry_and_execution_stop(fl, pages):
     fl.post(slow2["jobUrl"] + "stop")
 
 
-def test_timeout_and_expiration(fl, pages):
+def test_timeout_and_expiration(stack, pages):
     task = task_name()
-    hooks = {"finishes": [{"url": pages.url(f"/to-finishes-{task}")}], "fails": [{"url": pages.url(f"/to-fails-{task}")}]}
-    r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/slow?s=20')}", "timeout": 2, "webhooks": hooks})
-    ex = wait_execution(fl, r.json()["executionUrl"], timeout=60)
-    assert ex["status"] == "timedout" and ex["error"].startswith("Job execution timed out after 2 seconds."), ex
-    assert pages.wait_hooks(f"to-finishes-{task}", 1)[0][1]["status"] == "timedout"
-    assert f"to-fails-{task}" not in pages.hooks
+    with tenant(stack) as fl:
+        hooks = {"finishes": [{"url": pages.url(f"/to-finishes-{task}")}], "fails": [{"url": pages.url(f"/to-fails-{task}")}]}
+        r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/slow?s=20')}", "timeout": 2, "webhooks": hooks})
+        ex = wait_execution(fl, r.json()["executionUrl"], timeout=60)
+        assert ex["status"] == "timedout" and ex["error"].startswith("Job execution timed out after 2 seconds."), ex
+        assert pages.wait_hooks(f"to-finishes-{task}", 1)[0][1]["status"] == "timedout"
+        wait_hooks_settled(fl)  # whatever the end owed has gone out: a `fails` hook would have arrived
+        assert f"to-fails-{task}" not in pages.hooks
+        assert dispatched(fl, r.json()["executionUrl"]) == [("finishes", pages.url(f"/to-finishes-{task}"), 1, 200, None)]
 
-    ehooks = {"finishes": [{"url": pages.url(f"/exp-{task}")}]}
-    r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "4s",
-                                        "expiration": time.time() + 1, "webhooks": ehooks})
-    job = wait_job(fl, r.json()["jobUrl"], lambda j: j["executions"] and j["executions"][0]["status"] in FINAL, timeout=30)
-    ex = job["executions"][0]
-    assert ex["status"] == "expired" and ex["error"].startswith("Job was supposed to be done before "), ex
-    time.sleep(2)
-    assert f"exp-{task}" not in pages.hooks
+        ehooks = {"finishes": [{"url": pages.url(f"/exp-{task}")}], "fails": [{"url": pages.url(f"/exp-{task}")}]}
+        r = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "4s",
+                                            "expiration": time.time() + 1, "webhooks": ehooks})
+        job = wait_job(fl, r.json()["jobUrl"], lambda j: j["executions"] and j["executions"][0]["status"] in FINAL, timeout=30)
+        ex = job["executions"][0]
+        assert ex["status"] == "expired" and ex["error"].startswith("Job was supposed to be done before "), ex
+        assert ex["exitCode"] is None and ex["startedAt"] is None and job["scheduled"] is False
+        wait_hooks_settled(fl)  # nothing owed, nothing pending: no hook for an expired execution, now or later
+        assert f"exp-{task}" not in pages.hooks and dispatched(fl, ex["url"]) == []
 
 
 def test_search_and_pagination(fl):
@@ -408,42 +498,75 @@ def test_auth_and_tenant_isolation(fl, stack, pages):
     assert r.status_code == 200 and r.json()["taskId"] == task
 
 
-def test_healthcheck_status_and_websocket(fl, stack, pages):
-    for path in ("/healthcheck", "/healthcheck/", "/"):
-        r = fl.get(path)
-        assert r.status_code == 200 and r.json()["redis"] is True and r.json()["mongo"] is True and r.json()["errors"] == []
-    status = fl.get("/status").json()
-    assert {"hosts", "containers", "queues", "tasks", "jobs", "fastlane"} <= set(status)
-    assert status["hosts"] and status["queues"]["scheduled"].keys() >= {"length", "nextTimeStamp", "nextHumanReadableDate"}
-
+def ws_frames(url: str) -> tuple[list[str], Any]:
+    """Every frame the socket sends until it closes, and the close frame."""
+    from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    task = task_name()
-    done = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}"}).json()
-    ex = wait_execution(fl, done["executionUrl"])
-    ws_url = done["executionUrl"].replace("http://", "ws://") + f"ws/?apiKey={fl.key}"
-    with connect(ws_url) as ws:
-        frames = []
+    frames: list[str] = []
+    with connect(url) as ws:
         try:
             while True:
-                frames.append(ws.recv(timeout=10))
-        except Exception as exc:
-            closed = exc
-    assert frames == ["EXIT CODE: 0\n", ex["log"], "\n-=-\n", ex["error"]]
-    assert getattr(closed, "rcvd").code == 1010 and closed.rcvd.reason == "wsdone"
-    page = fl.get(done["jobUrl"] + "stream/")
-    assert page.status_code == 200 and "WebSocket" in page.text
+                frames.append(ws.recv(timeout=30))
+        except ConnectionClosed as exc:
+            return frames, exc.rcvd
 
-    # an execution waiting for its start: the socket closes with wsretry (the stream page reconnects)
-    later = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "1h"}).json()
-    waiting = fl.get(later["jobUrl"]).json()["job"]["executions"][0]
-    with connect(waiting["url"].replace("http://", "ws://") + f"ws?apiKey={fl.key}") as ws:
-        try:
-            ws.recv(timeout=10)
-            raise AssertionError("a frame for an execution that has not started")
-        except Exception as exc:
-            assert getattr(exc, "rcvd").code == 1010 and exc.rcvd.reason == "wsretry", exc
-    fl.post(later["jobUrl"] + "stop")
+
+def test_healthcheck_status_and_websocket(stack, pages):
+    with tenant(stack) as fl:  # a principal of its own: the counts /status shows are this test's
+        for path in ("/healthcheck", "/healthcheck/", "/"):
+            r = fl.get(path)
+            assert r.status_code == 200 and r.json() == {"redis": True, "mongo": True, "database": True, "prefect": True, "errors": []}, r.text
+        status = fl.get("/status").json()
+        assert status["tasks"] == {"count": 0} and status["jobs"] == {"count": 0, "scheduled": []} and status["containers"] == {"running": []}
+        assert status["queues"] == {"jobs": {"length": 0}, "monitor": {"length": 0}, "webhooks": {"length": 0}, "notify": {"length": 0},
+                                    "scheduled": {"length": 0, "nextTimeStamp": None, "nextHumanReadableDate": None}}
+        assert status["fastlane"] == {"version": "2.2.4", "executor": "sojourn"}
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        assert all(set(h) == {"host", "status", "lastHeartbeat"} for h in status["hosts"]), status["hosts"]
+        assert any(h["status"] == "ONLINE" and (now - datetime.fromisoformat(h["lastHeartbeat"])).total_seconds() < 120 for h in status["hosts"]), status["hosts"]
+
+        task = task_name()
+        before = time.time()
+        later = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "1h"}).json()
+        after = time.time()
+        running = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/slow?s=4')}"}).json()
+        seen = wait_execution(fl, running["executionUrl"], {"running"} | FINAL, timeout=60)
+        assert seen["status"] == "running", seen
+        status = fl.get("/status/").json()
+        assert status["tasks"] == {"count": 1} and status["jobs"]["count"] == 2
+        assert status["containers"]["running"] == [{"executionId": running["executionId"], "jobId": running["jobId"], "taskId": task,
+                                                    "startedAt": seen["startedAt"], "url": running["executionUrl"]}]
+        queues = status["queues"]
+        assert queues["jobs"] == {"length": 1} and queues["webhooks"] == {"length": 0} and queues["scheduled"]["length"] == 1  # `later` waits
+        assert before + 3600 - 1 <= queues["scheduled"]["nextTimeStamp"] <= after + 3600 + 1, (before, queues)
+        shown = datetime.fromisoformat(queues["scheduled"]["nextHumanReadableDate"]).replace(tzinfo=timezone.utc)
+        assert abs(shown.timestamp() - queues["scheduled"]["nextTimeStamp"]) < 0.001, queues  # the same moment, ISO in UTC
+        (listed,) = status["jobs"]["scheduled"]
+        assert listed["jobId"] == later["jobId"] and listed["nextScheduledAt"] == queues["scheduled"]["nextTimeStamp"] and listed["cron"] is None
+        assert listed["url"] == later["jobUrl"] and listed["stopUrl"] == later["jobUrl"] + "stop/" and listed["task"] == {"id": task, "url": later["taskUrl"]}
+
+        # a running execution: the socket follows it, then sends its end
+        ws_url = running["executionUrl"].replace("http://", "ws://") + f"ws/?apiKey={fl.key}"
+        frames, closed = ws_frames(ws_url)
+        ex = fl.get(running["executionUrl"]).json()["execution"]
+        assert ex["status"] == "done" and ex["log"] == "late", ex
+        assert frames == ["EXIT CODE: 0\n", ex["log"], "\n-=-\n", ex["error"]]
+        assert closed.code == 1010 and closed.reason == "wsdone"
+        for url in (ws_url, running["jobUrl"].replace("http://", "ws://") + f"ws?apiKey={fl.key}"):  # a finished one; the job's last
+            again, closed = ws_frames(url)
+            assert again == frames and (closed.code, closed.reason) == (1010, "wsdone"), url
+        page = fl.get(running["jobUrl"] + "stream/")
+        assert page.status_code == 200 and "WebSocket" in page.text
+
+        # an execution waiting for its start: the socket closes with wsretry (the stream page reconnects)
+        waiting = fl.get(later["jobUrl"]).json()["job"]["executions"][0]
+        frames, closed = ws_frames(waiting["url"].replace("http://", "ws://") + f"ws?apiKey={fl.key}")
+        assert frames == [] and closed.code == 1010 and closed.reason == "wsretry"
+        fl.post(later["jobUrl"] + "stop")
+        status = fl.get("/status").json()
+        assert status["jobs"]["scheduled"] == [] and status["queues"]["scheduled"]["length"] == 0 and status["queues"]["jobs"]["length"] == 0
+        assert status["containers"]["running"] == []
 
 
 def test_auth_can_be_turned_off(stack):
@@ -453,8 +576,7 @@ def test_auth_can_be_turned_off(stack):
         assert r.status_code == 200, r.text
         assert httpx.get(r.json()["taskUrl"], timeout=30).json()["jobs"][0]["id"] == r.json()["jobId"]
     finally:
-        proc.terminate()
-        proc.wait(30)
+        processes.stop(proc, timeout=30)
 
 
 def test_cron_is_a_prefect_schedule_firing_twice_and_stop_removes_it(fl, cron_job, prefect_server):

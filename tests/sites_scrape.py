@@ -7,6 +7,7 @@
     /missing          404
     /about            a plain page (a target without an item selector is one result)
     /many?n=N&page=P  N products per page (ids carry the page), "next" links up to page 10
+    /books/page-N.html  the README's example: <article>s with an <h3> title and a .price, "a.next" links, 3 pages
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ CATALOG = {
     1: [("a1", "Alpha", "1.00"), ("a2", "Beta", "2.00"), ("a3", "Gamma", "3.00"), ("a4", "Delta", "4.00")],
     2: [("a4", "Delta", "4.00"), ("b1", "Epsilon", "5.00"), ("b2", "Zeta", "6.00"), ("b3", "Eta", "7.00")],
     3: [("c1", "Theta", "8.00"), ("c2", "Iota", "9.00"), ("c3", "Kappa", "10.00"), ("c4", "Lambda", "11.00")],
+}
+BOOKS = {
+    1: [("A Light in the Attic", "£51.77"), ("Tipping the Velvet", "£53.74")],
+    2: [("Soumission", "£50.10"), ("Sharp Objects", "£47.82")],
+    3: [("Sapiens", "£54.23")],
 }
 PAGED = {1: [("p1", "One", "1"), ("p2", "Two", "2"), ("p3", "Three", "3")], 2: [("p4", "Four", "4"), ("p5", "Five", "5"), ("p6", "Six", "6")]}
 
@@ -74,6 +80,11 @@ class _Handler(BaseHTTPRequestHandler):
             items = _product(f"s{page}a", f"Slow {page}a", "1") + _product(f"s{page}b", f"Slow {page}b", "2")
             nxt = f'<a class="next" href="/slow?page={page + 1}">next</a>' if page < 40 else ""
             return self._send(200, _page(f"Slow {page}", items + nxt))
+        if path.startswith("/books/page-") and path.endswith(".html"):
+            n = int(path[len("/books/page-"):-len(".html")])
+            items = "".join(f'<article class="product_pod"><h3><a href="#">{t}</a></h3><p class="price">{p}</p></article>' for t, p in BOOKS.get(n, []))
+            nxt = f'<ul class="pager"><li><a class="next" href="page-{n + 1}.html">next</a></li></ul>' if n < len(BOOKS) else ""
+            return self._send(200 if n in BOOKS else 404, _page(f"Books {n}", items + nxt))
         if path == "/about":
             return self._send(200, _page("About us", "<h1>About</h1><p>We sell Greek letters.</p>"))
         if path == "/many":

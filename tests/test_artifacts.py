@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
+
 import pytest
 
 from sojourn import settings as settings_mod
@@ -107,7 +109,8 @@ async def test_progress_is_readable_while_the_job_runs(site):
         job = asyncio.ensure_future(browse(spec))
     seen = None
     async with get_client() as client:
-        for _ in range(150):
+        deadline = asyncio.get_running_loop().time() + 15
+        while asyncio.get_running_loop().time() < deadline:
             runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
             if runs:
                 progress = [a for a in await _flow_run_artifacts(runs[0].id) if a.type == "progress"]
@@ -115,7 +118,7 @@ async def test_progress_is_readable_while_the_job_runs(site):
                     seen = parse_progress(progress[0].description, float(progress[0].data))
                     if seen and seen["currentStep"] == "Waiting on buttons":
                         break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.25)
     assert not job.done(), "the job finished before its progress was read"
     assert seen == {"currentStep": "Waiting on buttons", "stepsCompleted": 1, "totalSteps": 3, "percentage": 33}
     await job
@@ -130,13 +133,20 @@ async def test_prefect_ui_links_are_signed_for_one_capture(site):
     from sojourn.settings import get_settings
     from sojourn.signed_links import signed_url, verify
 
-    m = await run_job({"steps": [{"url": site.url("/")}], "capture": ["screenshot", "pdf"]})
+    admin_key = "sj_test_admin_" + uuid.uuid4().hex
+    old = get_settings()
+    settings_mod.configure(home=old.home, admin_key=admin_key)  # the flow runs with an admin key in its settings
+    try:
+        m = await run_job({"steps": [{"url": site.url("/")}], "capture": ["screenshot", "pdf"]})
+        settings = get_settings()
+        assert settings.admin_key.get_secret_value() == admin_key
+    finally:
+        settings_mod._current = old
     arts = await _flow_run_artifacts(uuid.UUID(m.job_id))
     markdown = [a for a in arts if a.type == "markdown"][0].data
-    settings = get_settings()
     prefix = f"{settings.public_base}/api/v1/jobs/{m.job_id}/artifacts/"
     assert f"![screenshot.png]({prefix}screenshot.png?expires=" in markdown and f"({prefix}page.pdf?expires=" in markdown
-    assert settings.admin_key is None or settings.admin_key.get_secret_value() not in markdown
+    assert admin_key not in markdown
     link = urlsplit(signed_url(settings, m.job_id, "page.pdf"))
     q = {k: v[0] for k, v in parse_qs(link.query).items()}
     assert verify(settings, m.job_id, "page.pdf", q["expires"], q["signature"])
@@ -145,6 +155,41 @@ async def test_prefect_ui_links_are_signed_for_one_capture(site):
     old = signed_url(settings, m.job_id, "page.pdf", ttl=10, now=0)  # expired long ago
     oq = {k: v[0] for k, v in parse_qs(urlsplit(old).query).items()}
     assert not verify(settings, m.job_id, "page.pdf", oq["expires"], oq["signature"])
+
+
+def test_the_stacks_admin_key_is_not_in_the_prefect_ui_artifact(stack, site):
+    """A job run by the stack (whose API and worker hold the admin key): its captures artifact links every capture
+    with a signed link of the stack's public URL, and the key itself appears nowhere in it."""
+    import re
+    from urllib.parse import parse_qs, urlsplit
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    from sojourn.settings import get_settings
+    from sojourn.signed_links import verify
+    from tests.test_runtime import submit, wait_for
+
+    async def markdown_of(job_id: str) -> str:
+        async with get_client() as client:
+            (run,) = await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"job:{job_id}"])))
+        return [a for a in await _flow_run_artifacts(run.id) if a.type == "markdown"][0].data
+
+    assert stack.env["SOJOURN_ADMIN_KEY"] == stack.admin_key  # the key the stack's API and worker run with
+    with stack.client() as http:
+        job = wait_for(http, submit(http, [{"url": site.url("/pdf")}], input={"capture": ["screenshot", "pdf"]}))
+        assert job["status"] == "completed", job
+    markdown = asyncio.run(markdown_of(job["id"]))
+    assert stack.admin_key not in markdown
+    links = re.findall(r"\((http[^)\s]+)\)", markdown)
+    prefix = f"{stack.base}/api/v1/jobs/{job['id']}/artifacts/"
+    assert {urlsplit(u).path.rsplit("/", 1)[1] for u in links} == {"screenshot.png", "page.pdf"}, markdown
+    for url in links:
+        assert url.startswith(prefix), url
+        name = urlsplit(url).path.rsplit("/", 1)[1]
+        q = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        assert set(q) == {"expires", "signature"} and verify(get_settings(), job["id"], name, q["expires"], q["signature"]), url
+        assert httpx.get(url).status_code == 200  # no key needed: the signature is the permission
 
 
 async def test_prefect_ui_links_to_s3_captures_are_presigned(site, s3_settings):

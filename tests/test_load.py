@@ -18,7 +18,7 @@ def _reads(stack) -> dict[str, float]:
 def test_many_clients_at_once_get_no_errors_and_lose_no_job(stack, site):
     before = _reads(stack)
     result = asyncio.run(run_load(
-        stack.base, stack.admin_key, site.url("/"), clients=20, seconds=10, submit_every=4, drain_timeout=240, rate_limit="60/minute",
+        stack.base, stack.admin_key, site.url("/"), clients=20, seconds=6, submit_every=3, drain_timeout=240, rate_limit="60/minute",
     ))
     print(json.dumps(result, indent=1))
     assert result["error_count"] == 0, result["errors"]

@@ -52,14 +52,25 @@ def key(stack) -> str:
     return new_key(stack)
 
 
-def test_the_scrape_first_job_runs_as_written(stack, site, key):
-    out = _run(_block("Scrape-jobs clients"), stack, key, {"https://books.example/page-1.html": site.url("/")})
-    job = out[-1]
-    assert job["status"] == "pending" and job["id"].startswith("job_"), out
-    with httpx.Client(base_url=f"{stack.base}/scrape/api/v1", headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
-        ended = _until(lambda: http.get(f"/jobs/{job['id']}").json(), lambda j: j["status"] not in ("pending", "running"))
-        assert ended["status"] == "completed", ended
-        assert http.get(f"/jobs/{job['id']}/results").status_code == 200
+def test_the_scrape_first_job_runs_as_written(stack, key):
+    """The example's selectors (`article`, `h3`, `.price`, `a.next`) on a page that has that markup: every book
+    of every page is read, page by page, following the next links."""
+    from tests.sites_scrape import BOOKS, CatalogSite
+
+    with CatalogSite() as books:
+        out = _run(_block("Scrape-jobs clients"), stack, key, {"https://books.example/page-1.html": books.url("/books/page-1.html")})
+        job = out[-1]
+        assert job["status"] == "pending" and job["id"].startswith("job_"), out
+        with httpx.Client(base_url=f"{stack.base}/scrape/api/v1", headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+            ended = _until(lambda: http.get(f"/jobs/{job['id']}").json(), lambda j: j["status"] not in ("pending", "running"))
+            assert ended["status"] == "completed", ended
+            assert [t["status"] for t in ended["target_status"]] == ["completed"]
+            r = http.get(f"/jobs/{job['id']}/results", params={"per_page": 100})
+            assert r.status_code == 200
+            items = r.json()["items"]
+        assert [(i["page"], i["data"]["title"], i["data"]["price"]) for i in items] == [
+            (n, title, price) for n, page in BOOKS.items() for title, price in page]
+        assert [h for h in books.hits if h.startswith("/books/")] == [f"/books/page-{n}.html" for n in BOOKS]
 
 
 def test_the_fastlane_first_job_runs_as_written(stack, site, key):
@@ -86,4 +97,9 @@ def test_the_task_engine_first_job_runs_as_written(stack, site):
     with httpx.Client(base_url=f"{stack.base}/taskengine", headers=headers, timeout=30) as http:
         job = _until(lambda: http.get(f"/jobs/{accepted['id']}").json(), lambda j: j.get("queue_state") in ("completed", "broken"))
         assert job["queue_state"] == "completed" and job["failed"] is False, job
-        assert http.get(f"/logs/{accepted['id']}").status_code == 200
+        logs = _until(lambda: http.get(f"/logs/{accepted['id']}").json(),
+                      lambda entries: any(e["message"] == "job has completed successfully" for e in entries), timeout=20)
+    assert logs[0]["progname"] == "api" and '"job_created"' in logs[0]["message"] and '"screenshot"' in logs[0]["message"]
+    assert all(e["job_id"] == accepted["id"] for e in logs)
+    assert {e["progname"] for e in logs} >= {"api", "worker"}
+    assert logs[-1]["message"] == "job has completed successfully"

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -124,12 +125,18 @@ def test_project_targets_job_results(tenant, soon_schedule, finished):
     assert by[targets["missing"]["id"]]["status"] == "failed"
     assert "404" in by[targets["missing"]["id"]]["error"]
     expected = {"catalog": 11, "paged": 6, "js": 3, "about": 1}  # catalog: 12 items, one repeated across pages
+    specs_run = [*expected, "missing"]
     for name, n in expected.items():
         assert by[targets[name]["id"]]["status"] == "completed", (name, job["target_status"])
         assert by[targets[name]["id"]]["results_count"] == n, (name, by[targets[name]["id"]])
-        assert "duration_seconds" in by[targets[name]["id"]]
     assert job["progress"] == {"total_targets": 5, "completed_targets": 5, "total_results": 21, "percentage": 100}
-    assert job["started_at"] and job["completed_at"] and job["duration_seconds"] >= 0
+    started, ended = (datetime.fromisoformat(job[k].replace("Z", "+00:00")) for k in ("started_at", "completed_at"))
+    ran = (ended - started).total_seconds()
+    assert ran > 0 and abs(job["duration_seconds"] - ran) <= 0.501, (job["duration_seconds"], ran)  # whole seconds
+    # each target's time is whole seconds of its own run, within the job's; targets of one site run one after another
+    target_seconds = [by[targets[name]["id"]]["duration_seconds"] for name in specs_run]
+    assert all(isinstance(d, int) and 0 <= d <= job["duration_seconds"] for d in target_seconds), (target_seconds, ran)
+    assert sum(target_seconds) <= ran + len(target_seconds) * 0.5, (target_seconds, ran)  # (each rounded to the second)
 
     # Results, paged.
     r = tenant.get(f"/jobs/{job['id']}/results", params={"per_page": 5, "page": 2})
@@ -488,7 +495,12 @@ def test_schedule_is_a_prefect_schedule_whose_runs_become_scheduled_jobs(stack, 
         r = tenant.post("/schedules", json={"project_id": "proj_nope", "cron": "* * * * *"})
         assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND"
         assert tenant.post("/schedules", json={"cron": "* * * * *"}).json()["field"] == "project_id"
-        assert tenant.post("/schedules", json={"project_id": pid}).json()["code"] in ("VALIDATION_ERROR", "SCHEDULE_EXISTS")
+        # one schedule per project: a second, valid one is refused (409 SCHEDULE_EXISTS, docs/scrape.md); one with
+        # neither a frequency nor a cron is invalid first of all, naming the field
+        r = tenant.post("/schedules", json={"project_id": pid, "cron": "* * * * *"})
+        assert r.status_code == 409 and r.json()["code"] == "SCHEDULE_EXISTS", r.text
+        r = tenant.post("/schedules", json={"project_id": pid})
+        assert r.status_code == 422 and (r.json()["code"], r.json()["field"]) == ("VALIDATION_ERROR", "frequency"), r.text
 
         # DELETE: the deployment goes; the jobs it made stay.
         assert tenant.delete(f"/schedules/project/{pid}").status_code == 204

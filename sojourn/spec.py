@@ -143,6 +143,7 @@ class Capture(_Model):
     console: bool = False
     alerts: bool = False
     trace: bool = False
+    moves: bool = Field(True, description="plain-English jobs: a screenshot after every move (the final one is kept either way when the job returns an image)")
 
     @model_validator(mode="before")
     @classmethod
@@ -166,7 +167,8 @@ class Capture(_Model):
 
     @property
     def any(self) -> bool:
-        return any(bool(getattr(self, f)) for f in type(self).model_fields)
+        """Anything to capture of the page when the job's steps are done (``moves`` is about agent moves)."""
+        return any(bool(getattr(self, f)) for f in type(self).model_fields if f != "moves")
 
 
 class ExtractRule(_Model):

@@ -426,13 +426,24 @@ async def test_step_navigation_timeout(site):
     assert err["code"] == "TIMEOUT"
 
 
-async def test_firefox_is_refused_when_not_installed(site, pool):
-    if pool.choice("firefox") is not None:
-        pytest.skip("a Firefox is installed on this machine")
-    before = pool.stats.contexts_opened
-    _, err, _ = await run_failing_job({"browser": "FIREFOX", "steps": [{"url": site.url("/")}]})
-    assert err["code"] == "BROWSER_UNAVAILABLE"
-    assert pool.stats.contexts_opened == before  # never fell back to Chromium
+async def test_firefox_is_refused_when_not_installed(site, pool, monkeypatch, tmp_path):
+    """A worker on a machine without Firefox: discovery looks where it always does and finds none.
+
+    CI installs firefox-esr, so the places discovery looks are emptied for this test (the system paths, Playwright's
+    browsers folder, the setting); everything after discovery is the real path a job takes.
+    """
+    from sojourn.browser import discovery
+
+    monkeypatch.setattr(discovery, "SYSTEM_FIREFOX", ())
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path))  # an empty browsers folder: no Playwright build
+    monkeypatch.setattr(pool.settings, "firefox_executable", None)
+    assert pool.choice("firefox") is None and pool.choice("chromium") is not None
+    before, launched = pool.stats.contexts_opened, dict(pool.stats.by_kind)
+    _, err, manifest = await run_failing_job({"browser": "FIREFOX", "steps": [{"url": site.url("/")}]})
+    assert err["code"] == "BROWSER_UNAVAILABLE" and "no firefox browser is installed" in err["message"]
+    assert "firefox-esr" in err["message"]  # it says what to install
+    assert manifest is not None and manifest.error["code"] == "BROWSER_UNAVAILABLE"
+    assert pool.stats.contexts_opened == before and pool.stats.by_kind == launched  # never fell back to Chromium
 
 
 # ------------------------------------------------------------------ cache

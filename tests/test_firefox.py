@@ -19,12 +19,19 @@ import httpx
 import pytest
 
 from sojourn.browser.bidi_relay import Patcher
-from sojourn.browser.discovery import find_browser
+from sojourn.browser.discovery import ensure_ffmpeg, find_browser
 from sojourn.browser.egress import JobPolicy
 from tests.helpers import artifact_bytes, pdf_text, png_image, run_failing_job, run_job
+from tests.postgres import required_in_ci
 
+# CI installs Debian's firefox-esr (a stock Firefox, driven over WebDriver BiDi through the relay) and ffmpeg: there
+# their absence fails the suite (required_in_ci raises); only a machine that genuinely lacks them skips.
 FIREFOX = find_browser("firefox", os.environ.get("SOJOURN_FIREFOX_EXECUTABLE"))
+STOCK_FIREFOX = FIREFOX is not None and FIREFOX.bidi
+if not STOCK_FIREFOX:
+    required_in_ci("a stock Firefox (apt-get install firefox-esr)")
 pytestmark = [pytest.mark.skipif(FIREFOX is None, reason="no Firefox here (apt-get install firefox-esr)"), pytest.mark.usefixtures("pool")]
+needs_stock = pytest.mark.skipif(not STOCK_FIREFOX, reason="only Playwright's own Firefox build here: the relay and BiDi printing are for a stock Firefox")
 
 METADATA = "http://169.254.169.254/latest/meta-data/"
 
@@ -58,6 +65,25 @@ def test_relay_sends_https_through_the_same_proxy():
     assert out["params"]["proxy"] == {"proxyType": "manual", "httpProxy": "127.0.0.1:4242", "sslProxy": "127.0.0.1:4242"}
 
 
+def test_a_configured_firefox_that_does_not_exist_means_none(tmp_path):
+    """The operator's setting is not a hint: discovery does not fall back to another Firefox behind it."""
+    assert find_browser("firefox", str(tmp_path / "no-firefox")) is None
+    assert find_browser("chromium", str(tmp_path / "no-chromium")) is None
+    if FIREFOX.executable:  # and one that exists is taken as it is
+        assert find_browser("firefox", FIREFOX.executable) == FIREFOX.__class__("firefox", FIREFOX.executable, "configured", bidi=FIREFOX.bidi)
+
+
+def test_relay_prints_in_the_centimetres_bidi_measures_in():
+    """Playwright 1.65 sends inches (A4: 8.27 x 11.7); BiDi reads centimetres: the relay converts, and only numbers."""
+    msg = {"id": 4, "method": "browsingContext.print", "params": {
+        "context": "c1", "orientation": "landscape", "scale": 1, "page": {"width": 8.27, "height": 11.7},
+        "margin": {"top": 0.5, "right": 0, "bottom": 1, "left": 0.25}}}
+    out = json.loads(Patcher().to_browser(json.dumps(msg)))["params"]
+    assert out["page"] == pytest.approx({"width": 21.0058, "height": 29.718})
+    assert out["margin"] == pytest.approx({"top": 1.27, "right": 0, "bottom": 2.54, "left": 0.635})
+    assert (out["orientation"], out["scale"], out["context"]) == ("landscape", 1, "c1")
+
+
 # ------------------------------------------------------------------ jobs in Firefox
 
 
@@ -85,7 +111,10 @@ async def test_firefox_cookies_headers_and_user_agent_reach_the_server(site):
     tag = uuid.uuid4().hex
     m = await run_job(ff({
         "steps": [{"url": site.url(f"/echo?t={tag}"), "actions": ["page.setExtraHTTPHeaders({'X-Page': 'from-page'})"]},
-                  {"url": site.url(f"/echo?t={tag}")}],
+                  {"url": site.url(f"/echo?t={tag}"), "actions": [
+                      # what the page itself sees: its time zone (by name, and as the offset of a winter date) and language
+                      "page.evaluate(() => document.title = [Intl.DateTimeFormat().resolvedOptions().timeZone,"
+                      " new Date(2026, 0, 15, 12).getTimezoneOffset(), navigator.language].join(' '))"]}],
         "cookies": [{"name": "plain", "value": "v1"},
                     {"name": "scoped", "value": "v2", "domain": "127.0.0.1", "path": "/echo", "httpOnly": True},
                     {"name": "elsewhere", "value": "v3", "domain": "127.0.0.1", "path": "/other"}],
@@ -97,6 +126,7 @@ async def test_firefox_cookies_headers_and_user_agent_reach_the_server(site):
     assert first.headers["x-spec"] == "from-spec" and first.headers["user-agent"] == "SojournFox/1.0"
     assert second.headers["x-page"] == "from-page"
     assert first.headers["accept-language"].startswith("de")
+    assert m.steps[1].title == "Asia/Tokyo -540 de-DE"  # Tokyo is UTC+9 all year (no DST): -540 minutes
 
 
 async def test_firefox_steps_share_one_session_and_set_cookies_persist(site):
@@ -129,9 +159,17 @@ async def test_firefox_actions_click_fill_select_check_press_and_evaluate(site):
 
 
 async def test_firefox_dialogs_are_read_and_answered(site):
-    m = await run_job(ff({"steps": [{"url": site.url("/dialogs"), "actions": ["page.click('#alert')", "page.click('#confirm')"]}],
-                          "capture": {"alerts": True}, "extract": {"result": "#result"}}))
-    assert "alert says hi" in m.messages and m.data["result"] in ("confirmed", "declined")
+    async def result(actions: list, alerts: bool = False):
+        m = await run_job(ff({"steps": [{"url": site.url("/dialogs"), "actions": actions}], "capture": {"alerts": alerts},
+                              "extract": {"result": "#result"}}))
+        return m.data["result"], m.messages
+
+    # a job that accepts: confirm() returns true, and the alert before it was read
+    assert await result(["page.click('#alert')", "page.on('dialog', d => d.accept())", "page.click('#confirm')"], alerts=True) == (
+        "confirmed", ["alert says hi"])
+    assert (await result(["page.on('dialog', d => d.dismiss())", "page.click('#confirm')"]))[0] == "declined"
+    assert (await result(["page.click('#confirm')"]))[0] == "declined"  # a dialog nobody answers is dismissed
+    assert (await result([{"dialog": {"accept": "Ada"}}, "page.click('#prompt')"]))[0] == "prompted:Ada"  # with the job's text
 
 
 async def test_firefox_failing_action_names_step_and_action(site):
@@ -179,21 +217,35 @@ async def test_firefox_fetches_and_frames_to_denied_hosts_are_blocked(site):
 # ------------------------------------------------------------------ PDF
 
 
-async def test_firefox_pdf_job_prints_or_is_refused_naming_the_field(site, pool):
-    """firefox-esr prints through WebDriver BiDi (the relay); Playwright's own Firefox build cannot, and says so."""
-    spec = ff({"steps": [{"url": site.url("/pdf")}], "capture": {"pdf": {"format": "A4", "landscape": True}}})
-    if pool.choice("firefox").bidi:
-        m = await run_job(spec)
-        assert "Printable heading" in pdf_text(await artifact_bytes(m, "pdf"))
-    else:
-        _, err, _ = await run_failing_job(spec)
-        assert err["code"] == "INVALID_INPUT" and "capture.pdf" in err["message"]
+@needs_stock
+async def test_firefox_pdf_job_prints_with_its_options(site, pool):
+    """firefox-esr prints through WebDriver BiDi (the relay), with the job's paper size and orientation."""
+    import io
+
+    from pypdf import PdfReader
+
+    assert pool.choice("firefox").bidi
+    m = await run_job(ff({"steps": [{"url": site.url("/pdf")}], "capture": {"pdf": {"format": "A4", "landscape": True}}}))
+    data = await artifact_bytes(m, "pdf")
+    assert data.startswith(b"%PDF")
+    text = " ".join(pdf_text(data).split())  # (Firefox may wrap lines)
+    assert "Printable heading" in text and "The quick brown fox jumps over the lazy dog." in text
+    box = PdfReader(io.BytesIO(data)).pages[0].mediabox
+    # A4 landscape is 841.9 x 595.3 points (Playwright's table rounds A4 to 8.27 x 11.7 in, hence the tolerance);
+    # inches read as centimetres printed 332 x 235
+    assert (float(box.width), float(box.height)) == (pytest.approx(841.9, abs=2), pytest.approx(595.3, abs=2))
 
 
+@pytest.mark.skipif(STOCK_FIREFOX, reason="Playwright's own Firefox build is not the one here (it cannot download here); "
+                                          "only that build refuses to print")
+async def test_playwright_firefox_pdf_job_is_refused_naming_the_field(site):
+    _, err, _ = await run_failing_job(ff({"steps": [{"url": site.url("/pdf")}], "capture": {"pdf": {"format": "A4"}}}))
+    assert err["code"] == "INVALID_INPUT" and "capture.pdf" in err["message"]
+
+
+@needs_stock
 async def test_firefox_esr_prints_through_bidi(site, pool):
-    """What a Firefox PDF capture would run on (see docs/firefox.md): BiDi's browsingContext.print, through the relay."""
-    if not pool.choice("firefox").bidi:
-        pytest.skip("Playwright's own Firefox cannot print")
+    """What a Firefox PDF capture runs on (see docs/firefox.md): BiDi's browsingContext.print, through the relay."""
     async with pool.context("firefox", policy=JobPolicy(job_id="pdf-probe")) as h:
         await h.page.goto(site.url("/pdf"))
         await h.page.emulate_media(media="print")
@@ -201,11 +253,8 @@ async def test_firefox_esr_prints_through_bidi(site, pool):
     assert "Printable heading" in pdf_text(data)
 
 
+@pytest.mark.skipif(ensure_ffmpeg() is None and not required_in_ci("ffmpeg"), reason="no ffmpeg here (apt-get install ffmpeg)")
 async def test_firefox_video_records(site):
-    from sojourn.browser.discovery import ensure_ffmpeg
-
-    if ensure_ffmpeg() is None:
-        pytest.skip("no ffmpeg here")
     m = await run_job(ff({"steps": [{"url": site.url("/animated"), "actions": ["page.waitForTimeout(800)"]}], "capture": {"video": True}}))
     assert (await artifact_bytes(m, "video"))[:4] == b"\x1a\x45\xdf\xa3"  # EBML header (webm)
 
@@ -246,12 +295,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@needs_stock
 async def test_a_killed_firefox_is_replaced_and_close_leaves_nothing_running(site):
     from sojourn.browser.pool import BrowserPool
 
     own = BrowserPool()
-    if not own.choice("firefox").bidi:
-        pytest.skip("the relay runs only for a stock Firefox")
+    assert own.choice("firefox").bidi  # the relay runs for a stock Firefox
     before = _relay_pids()
     try:
         async with own.context("firefox", policy=JobPolicy(job_id="life")) as h:

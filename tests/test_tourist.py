@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import sys
 import time
 import uuid
 
@@ -12,6 +14,7 @@ import pytest
 
 from sojourn.services import visit_tokens
 from sojourn.settings import get_settings
+from tests import processes
 from tests.helpers import POPUP_LOADED, pdf_text, png_image
 
 
@@ -177,13 +180,40 @@ def test_a_failing_sync_job_names_what_failed(tourist, site):
     assert r.status_code == 400 and "page.click('#nope'" in r.json()["message"]
 
 
-def test_firefox_is_refused_when_not_installed(tourist, site):
-    from sojourn.browser.discovery import find_browser
+def _worker_online(name_part: str, timeout: float = 90) -> str:
+    """Wait until a worker whose name contains ``name_part`` heartbeats on the pool (Prefect's own record); its name."""
+    url = f"{os.environ['PREFECT_API_URL']}/work_pools/{get_settings().work_pool}/workers/filter"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        online = [w["name"] for w in httpx.post(url, json={}, timeout=10).json() if w["status"] == "ONLINE" and name_part in w["name"]]
+        if online:
+            return online[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no worker named *{name_part}* came online within {timeout:g} s")
 
-    if find_browser("firefox", None):
-        pytest.skip("a Firefox is installed here")
-    r = sync(tourist, site, {"browser": "FIREFOX", "steps": [{"url": site.url("/")}]})
-    assert r.status_code == 400 and "firefox" in r.json()["message"].lower()
+
+def test_firefox_is_refused_by_a_worker_without_one(tourist, site, stack, tmp_path):
+    """A Tourist client asks for Firefox; the worker that takes the job has none: 400 naming Firefox.
+
+    The refusal happens in the worker process (the API cannot know which browsers a worker has), so for this test
+    the stack's worker (which has firefox-esr) gives way to one whose SOJOURN_FIREFOX_EXECUTABLE names nothing:
+    a configured browser that does not exist means none, as on a machine without Firefox. The stack's worker comes
+    back afterwards.
+    """
+    missing = tmp_path / "no-firefox-here"
+    name = f"no-firefox-{uuid.uuid4().hex[:8]}"
+    stack.stop_worker()
+    proc = processes.start([sys.executable, "-m", "sojourn.cli", "worker", "--name", name],
+                           env={**stack.env, "SOJOURN_FIREFOX_EXECUTABLE": str(missing)}, log=tmp_path / "worker.log")
+    try:
+        _worker_online(name)
+        r = sync(tourist, site, {"browser": "FIREFOX", "steps": [{"url": site.url("/")}]})
+        assert r.status_code == 400, r.text
+        assert "no firefox browser on this worker" in r.json()["message"] and str(missing) in r.json()["message"]
+    finally:
+        processes.stop(proc, timeout=60)
+        stack.start_worker()
+        _worker_online(f"-{stack.worker.pid}-")  # the next test's sync jobs must not wait for its start
 
 
 def test_async_job_status_pending_then_success(tourist, site):

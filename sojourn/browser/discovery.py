@@ -5,6 +5,12 @@ installed build, then the system's: Debian's ``/usr/bin/chromium``, and for
 Firefox Debian's ``/usr/bin/firefox-esr`` (or ``/usr/bin/firefox``). Playwright
 cannot download browsers on machines without internet, so detect, never assume.
 
+A configured executable is the operator's choice, not a hint: when it names
+nothing that exists, that kind is unavailable (jobs fail with
+``BROWSER_UNAVAILABLE`` naming the setting) rather than quietly running in
+another build with other abilities (Playwright's Firefox cannot print; a stock
+one can).
+
 A stock Firefox (not Playwright's patched build) is driven over WebDriver BiDi,
 behind :mod:`sojourn.browser.bidi_relay`; :attr:`BrowserChoice.bidi` says so.
 """
@@ -122,12 +128,18 @@ def is_playwright_firefox(executable: str) -> bool:
     )
 
 
+def configured_exists(configured: str) -> bool:
+    return Path(configured).exists() or shutil.which(configured) is not None
+
+
 def find_browser(kind: str, configured: str | None) -> BrowserChoice | None:
+    """The browser of ``kind`` to launch, or None when there is none (or the configured one does not exist)."""
     if configured:
-        if Path(configured).exists() or shutil.which(configured):
+        if configured_exists(configured):
             bidi = kind == "firefox" and not is_playwright_firefox(configured)
             return BrowserChoice(kind, configured, "configured", bidi=bidi)
-        log.warning("configured %s executable %s does not exist", kind, configured)
+        log.warning("configured %s executable %s does not exist: no %s on this worker", kind, configured, kind)
+        return None
     if playwright_build(kind):
         return BrowserChoice(kind, None, "playwright")
     system = {"chromium": SYSTEM_CHROMIUM, "firefox": SYSTEM_FIREFOX}.get(kind, ())

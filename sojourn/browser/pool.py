@@ -73,13 +73,20 @@ class BrowserPool:
         self._warned_sandbox = False
 
     # -------------------------------------------------------------- availability
+    def _configured(self, kind: str) -> str | None:
+        return self.settings.chromium_executable if kind == "chromium" else self.settings.firefox_executable
+
     def choice(self, kind: str) -> BrowserChoice | None:
-        configured = self.settings.chromium_executable if kind == "chromium" else self.settings.firefox_executable
-        return find_browser(kind, configured)
+        return find_browser(kind, self._configured(kind))
 
     def require(self, kind: str) -> BrowserChoice:
         choice = self.choice(kind)
         if choice is None:
+            if configured := self._configured(kind):
+                raise JobError(
+                    ErrorCode.BROWSER_UNAVAILABLE,
+                    f"no {kind} browser on this worker: SOJOURN_{kind.upper()}_EXECUTABLE names {configured}, which does not exist",
+                )
             raise JobError(
                 ErrorCode.BROWSER_UNAVAILABLE,
                 f"no {kind} browser is installed on this worker"

@@ -86,7 +86,7 @@ async def agent_step(run: JobRun, state: AgentState, n: int, progress: Progress)
     if isinstance(state.planner, LLMPlanner):
         state.planner.report(note or "ok")
     label = "Final page" if state.done else (action.label or action.verb)
-    if not state.done or state.want == "image":
+    if (not state.done and run.spec.capture.moves) or (state.done and state.want == "image"):
         png = await screenshot(page)
         await run.save(kind="screenshot", name=f"{n:02d}-{slug(label)}.png", data=png, content_type="image/png", step=n, step_name=label)
     record = {"move": n, **action.to_dict(), "result": note, "url": page.url}

@@ -211,7 +211,6 @@ def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
     import uvicorn
 
     from sojourn.api.app import create_app
-
     from sojourn.lifeline import watch_parent
 
     settings = _settings()

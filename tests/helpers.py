@@ -80,6 +80,18 @@ def media_duration(data: bytes, tmp_path) -> float:
     return duration if duration > 0 else frames / 25.0
 
 
+def until(what: str, probe, timeout: float = 60, every: float = 0.5):
+    """``probe()`` once it answers something truthy (that answer), polled every ``every`` s (never faster than 0.25 s:
+    reads cost the API CPU the browser needs) for at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s (last: {value!r})"
+        time.sleep(max(every, 0.25))
+
+
 class Receiver:
     """A local webhook endpoint that records deliveries and fails the first `fail_first` of them."""
 

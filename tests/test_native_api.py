@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import redis_available
 from tests import processes
-from tests.helpers import Receiver, pdf_text, png_image
+from tests.helpers import Receiver, pdf_text, png_image, until
 from tests.test_runtime import submit, wait_for
 
 
@@ -48,17 +48,6 @@ def quick(site, tag: str = "", wait_ms: int = 0, **extra) -> list:
 
 def at(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def until(check, timeout: float, what: str, every: float = 0.25):
-    """Poll `check` (every `every` s, never faster than 0.25 s) until it answers something truthy; that answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} after {timeout} s"
-        time.sleep(max(every, 0.25))
 
 
 def read_sse(http: httpx.Client, job_id: str, timeout: float = 60) -> list[tuple[str, dict]]:
@@ -130,7 +119,7 @@ def test_the_estimate_is_the_mean_run_time_of_the_completed_jobs_of_its_type(sta
                 assert job["status"] == "completed", job
                 ran.append((at(job["completedAt"]) - at(job["startedAt"])).total_seconds())
                 # the API notes the run time as the final event arrives, in the step that counts it in /metrics
-                until(lambda: completed_seen() >= seen + 1, 20, "the job's run time was never noted")
+                until("the job's run time was noted", lambda: completed_seen() >= seen + 1, 20, every=0.25)
                 probe = http.post("/api/v1/jobs", json=image_job(f"open {site.url('/')} and dance"))
                 assert probe.status_code == 202, probe.text
                 probes.append(probe.json()["jobId"])
@@ -500,7 +489,7 @@ def test_metrics_export_jobs_durations_requests_and_browser_pool(stack, site):
     assert metric(text, "sojourn_api_request_seconds_bucket", method="POST", route="/api/v1/jobs", status="202", le="60.0") >= 2
     # gauges, at values known now: the job counts (read from Prefect, at most every 5 s) have grown; nothing waits
     def scrape_until(ok, what: str) -> str:
-        return until(lambda: (lambda t: t if ok(t) else None)(httpx.get(f"{stack.base}/metrics").text), 20, what)
+        return until(what, lambda: (lambda t: t if ok(t) else None)(httpx.get(f"{stack.base}/metrics").text), 20, every=0.25)
 
     text = scrape_until(lambda t: all(metric(t, "sojourn_jobs", status=s) > metric(before, "sojourn_jobs", status=s)
                                       for s in ("completed", "failed")), "sojourn_jobs never counted the jobs")
@@ -677,7 +666,7 @@ def test_webhook_deliveries_back_off_and_give_up_after_max_attempts(stack, site,
                 log = http.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
                 return log if log and log[0]["status"] == "failed" else None
 
-            (delivery,) = until(given_up, 40, "the delivery was never given up")
+            (delivery,) = until("the delivery was given up", given_up, 40, every=0.25)
             assert delivery["jobId"] == job["id"] and delivery["attempts"] == 4 and delivery["lastStatusCode"] == 503
             assert "503" in delivery["lastError"] and delivery["nextAttemptAt"] is None and delivery["deliveredAt"] is None
             calls = list(receiver.calls)  # failed is final: these are all the attempts there will be

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import Receiver
+from tests.helpers import Receiver, until
 from tests.test_runtime import submit
 
 METADATA_HOOK = "http://169.254.169.254/latest/hook"
@@ -27,17 +27,6 @@ def new_key(stack, **body) -> tuple[str, str]:
         r = admin.post("/api/v1/keys", json={"name": name, "principal": name, **body})
         assert r.status_code == 201, r.text
         return name, r.json()["key"]
-
-
-def until(what: str, probe, timeout: float = 60):
-    """``probe()`` once it is truthy, polled every 0.5 s for at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s (last: {value!r})"
-        time.sleep(0.5)
 
 
 def final_job(http: httpx.Client, job_id: str, timeout: float = 90) -> dict:

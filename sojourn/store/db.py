@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from sojourn.store import batches, fastlane, jobs, keys, scrape, taskengine, templates, watermarks, webhooks  # noqa: F401  (registers the tables)
@@ -39,12 +39,9 @@ def _create_schema(engine: Engine) -> None:
     itself.)"""
     from sqlalchemy import text
 
-    if engine.dialect.name != "postgresql":
-        SQLModel.metadata.create_all(engine)
-        _add_missing_columns(engine)
-        return
     with engine.begin() as conn:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
         SQLModel.metadata.create_all(conn)
         _add_missing_columns(conn)
 
@@ -60,29 +57,24 @@ def _sqlite_pragmas(conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _add_missing_columns(bind: Any) -> None:
+def _add_missing_columns(conn: Connection) -> None:
     """Columns added since a database was made: nullable or defaulted, so ADD COLUMN is enough.
 
     (Enough for additive changes; a rename or a type change would need a real migration tool.)
-    ``bind``: an engine, or a connection already in a transaction (the schema lock's).
     """
-    from contextlib import nullcontext
-
     from sqlalchemy import inspect, text
-    from sqlalchemy.engine import Connection
 
-    inspector = inspect(bind)
-    with (nullcontext(bind) if isinstance(bind, Connection) else bind.begin()) as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            have = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in have:
-                    continue
-                ddl = column.type.compile(dialect=conn.dialect)
-                default = column.default.arg if column.default is not None and not callable(column.default.arg) else None
-                clause = f" DEFAULT {default!r}" if isinstance(default, (int, str)) and not isinstance(default, bool) else (
-                    f" DEFAULT {str(default).upper()}" if isinstance(default, bool) else "")
-                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {ddl}{clause}'))
+    inspector = inspect(conn)
+    for table in SQLModel.metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            ddl = column.type.compile(dialect=conn.dialect)
+            default = column.default.arg if column.default is not None and not callable(column.default.arg) else None
+            clause = f" DEFAULT {default!r}" if isinstance(default, (int, str)) and not isinstance(default, bool) else (
+                f" DEFAULT {str(default).upper()}" if isinstance(default, bool) else "")
+            conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {ddl}{clause}'))
 
 
 def session(url: str) -> Session:

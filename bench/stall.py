@@ -77,12 +77,10 @@ class Stack:
                 continue
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-                env = Path(f"/proc/{pid}/environ").read_bytes()
             except OSError:
                 continue
             if "server start" in cmd and f"--port {self.prefect_port}" in cmd:
                 return int(pid)
-            del env
         return None
 
     def locked_lines(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""`sojourn up | worker | api | bootstrap | submit`."""
+"""`sojourn up | worker | api | services | bootstrap | submit`."""
 
 from __future__ import annotations
 
@@ -206,7 +206,9 @@ def worker(
 
 
 @app.command()
-def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
+def api(host: Optional[str] = None, port: Optional[int] = None,
+        services: bool = typer.Option(True, "--services/--no-services", help="also run the background services (default); "
+                                      "--no-services leaves them to `sojourn services`")) -> None:
     """Serve the REST API (all dialects)."""
     import uvicorn
 
@@ -218,8 +220,34 @@ def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
     watch_parent()
     # Idle keep-alive connections stay open 75 s (uvicorn's default is 5 s): a client reusing one just as
     # the server closed it got a connection error (seen once in 3,500 requests in bench part g).
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="warning", access_log=False,
+    uvicorn.run(create_app(settings, services=services), host=host or settings.api_host, port=port or settings.api_port, log_level="warning", access_log=False,
                 timeout_keep_alive=75)
+
+
+@app.command("services")
+def services_cmd() -> None:
+    """Run the background services (sweeps, cron firing, deliveries, the reaper ...) without serving HTTP, for API
+    processes started with --no-services. Several may run: a cluster-wide service runs in one at a time."""
+    from sojourn.api.dialects.native.jobs import renderer
+    from sojourn.assembly import running
+    from sojourn.lifeline import watch_parent
+
+    settings = _settings()
+    _log_sojourn()
+    watch_parent()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with running(settings, renderer) as parts:
+            here = [s.name for s in parts.runner.services if s.scope in parts.runner.scopes]
+            print(f"Sojourn services running: {', '.join(here)} (cluster-wide ones while this process holds their lease)", flush=True)
+            await stop.wait()
+        print("Sojourn services stopped", flush=True)
+
+    asyncio.run(serve())
 
 
 @app.command("bootstrap")

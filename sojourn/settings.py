@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     worker_shutdown_grace: float = Field(default=30.0, ge=0, description="seconds in-flight jobs get to finish on shutdown")
     crash_after_seconds: float = Field(default=20.0, gt=0, description="a job whose worker sent no heartbeat for this long is run again or crashed")
     worker_lost_reruns: int = Field(default=1, ge=0, description="times a job whose worker died runs again on another worker (on top of its own retries) before it ends WORKER_LOST")
+    service_lease_seconds: float = Field(default=15.0, ge=1, description="how long a process holds a cluster-wide background service (a sweep, cron firing, the reaper) without renewing; if it dies, another takes the service over after this (plus a third of it)")
     dispatch_lease_seconds: float = Field(default=30.0, gt=0, description="how long an API process holds the jobs it is creating flow runs for; if it dies, another takes them over after this")
     tourist_auth: bool = Field(default=True, description="Tourist dialect: require visit tokens (false for private deployments)")
     tourist_secret: SecretStr | None = Field(default=None, description="signs Tourist tokens; generated and stored under SOJOURN_HOME when unset")

@@ -67,7 +67,7 @@ class Dispatcher:
         self.poll = poll
         self.lease = lease  # seconds a claim holds before another dispatcher may take the job
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._wake = asyncio.Event()
+        self.woken = asyncio.Event()
         self.created = 0  # flow runs this process created (for /metrics)
         self.failures = 0
         self._passing_streak = 0  # rounds in a row with passing failures: the next waits longer
@@ -76,30 +76,15 @@ class Dispatcher:
         self.moving = asyncio.Lock()
 
     def wake(self) -> None:
-        self._wake.set()
+        self.woken.set()
 
-    async def run_forever(self) -> None:
-        backoff = 0.0
-        while True:
-            try:
-                if backoff:
-                    await asyncio.sleep(backoff)
-                self._wake.clear()
-                done = await self.dispatch_once()
-                backoff = 0.0
-                if done:
-                    continue  # there may be more right behind
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.failures += 1
-                backoff = min(max(backoff * 2, 0.5), 10.0)
-                log.warning("dispatcher: %r; next try in %.1f s", exc, backoff)
-                continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
-            except asyncio.TimeoutError:
-                pass
+    async def step(self) -> int:
+        """One round for the background runner (``dispatcher`` in :mod:`sojourn.background.registry`)."""
+        try:
+            return await self.dispatch_once()
+        except Exception:
+            self.failures += 1
+            raise
 
     async def dispatch_once(self) -> int:
         """One round: claim, create, record. Returns how many jobs it handled."""

@@ -17,7 +17,6 @@ Webhook deliveries have stable ids, so handling one ending twice is harmless.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
@@ -57,36 +56,29 @@ class Outcomes:
         self.render = render
         self._running_since: OrderedDict[str, datetime] = OrderedDict()  # job id → when its run started
 
-    async def listen_forever(self) -> None:
-        """Final events: metrics from the event alone; a job's full view only when a webhook or batch needs it."""
-        queue = self.svc.hub.listen()
-        while True:
-            item = await queue.get()
-            try:
-                if item["event"] == "sojourn.worker.stats":
-                    name = item["resource"].get("prefect.resource.name") or item["resource"]["prefect.resource.id"]
-                    self.metrics.worker_report(name, item.get("payload") or {})
-                elif item["job_id"] is None or "sojourn" not in item["tags"]:
-                    continue
-                elif item["event"] == "prefect.flow-run.Running":
-                    self._running_since[item["job_id"]] = item["occurred"]
-                    while len(self._running_since) > 50_000:
-                        self._running_since.popitem(last=False)
-                elif item["event"] in FINAL_EVENTS:
-                    started = self._running_since.pop(item["job_id"], None)
-                    state = StateType(item["resource"].get("prefect.state-type") or "FAILED")
-                    ran = (item["occurred"] - started).total_seconds() if started else None
-                    self.metrics.observe(STATUS.get(state, "failed"), ran)
-                    job_type = next(iter(tag_values(item["tags"], "type")), None)
-                    if ran is not None and state == StateType.COMPLETED and job_type:
-                        self.svc.note_duration(job_type, ran)
-                    owner = next(iter(tag_values(item["tags"], "owner")), None)
-                    if (owner is not None and owner in await self.webhooks.owners()) or tag_values(item["tags"], "batch"):
-                        await self.job_ended(item["job_id"], live=True)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outcome of %s: %s", item.get("job_id"), exc)
+    async def on_event(self, item: dict[str, Any]) -> None:
+        """Final events (the ``outcomes`` service): metrics from the event alone; a job's full view only when a
+        webhook or batch needs it."""
+        if item["event"] == "sojourn.worker.stats":
+            name = item["resource"].get("prefect.resource.name") or item["resource"]["prefect.resource.id"]
+            self.metrics.worker_report(name, item.get("payload") or {})
+        elif item["job_id"] is None or "sojourn" not in item["tags"]:
+            return
+        elif item["event"] == "prefect.flow-run.Running":
+            self._running_since[item["job_id"]] = item["occurred"]
+            while len(self._running_since) > 50_000:
+                self._running_since.popitem(last=False)
+        elif item["event"] in FINAL_EVENTS:
+            started = self._running_since.pop(item["job_id"], None)
+            state = StateType(item["resource"].get("prefect.state-type") or "FAILED")
+            ran = (item["occurred"] - started).total_seconds() if started else None
+            self.metrics.observe(STATUS.get(state, "failed"), ran)
+            job_type = next(iter(tag_values(item["tags"], "type")), None)
+            if ran is not None and state == StateType.COMPLETED and job_type:
+                self.svc.note_duration(job_type, ran)
+            owner = next(iter(tag_values(item["tags"], "owner")), None)
+            if (owner is not None and await self.webhooks.has_webhooks(owner)) or tag_values(item["tags"], "batch"):
+                await self.job_ended(item["job_id"], live=True)
 
     async def job_ended(self, job_id: str, *, live: bool, run: FlowRun | None = None, row: Job | None = None) -> None:
         row = row or await self.svc.ledger.get(job_id)
@@ -102,17 +94,7 @@ class Outcomes:
         if batch and live:
             await self.batches.settle(batch)
 
-    # -------------------------------------------------------------- sweep
-    async def sweep_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outcome sweep: %s", exc)
-            await asyncio.sleep(SWEEP_SECONDS)
-
+    # -------------------------------------------------------------- sweep (the ``outcome-sweep`` service, every SWEEP_SECONDS)
     async def sweep(self) -> int:
         started = datetime.now(timezone.utc)
         await self.batches.settle_open()

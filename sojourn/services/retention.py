@@ -7,15 +7,14 @@ artifact store, the flow run in Prefect (its logs, task runs and artifacts
 go with it) and the ledger row, so every dialect answers "not found" for it,
 as for a job that never existed.
 
-Every API process sweeps; deletions are idempotent, so two sweeping at once
-only repeat each other's work. A process that still holds an expired job in
+One process of the cluster sweeps (the ``retention`` service); deletions are
+idempotent anyway, so a sweep cut short is finished by the next. A process that still holds an expired job in
 memory stops serving it at once (:meth:`Retention.expired`), before any
 sweep runs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -52,18 +51,15 @@ class Retention:
         """A final job whose results are past their time (read from memory: the sweep may not have run yet)."""
         return view.final and aware(view.ended_at or view.created_at) < self.cutoff()
 
-    async def run_forever(self) -> None:
-        every = min(60.0, max(1.0, self.seconds / 3))
-        while True:
-            try:
-                deleted = await self.sweep()
-                if deleted:
-                    log.info("deleted %d jobs past their retention of %.0f s", deleted, self.seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Prefect or the store away: the next sweep tries again
-                log.warning("retention sweep: %s", exc)
-            await asyncio.sleep(every)
+    @property
+    def every(self) -> float:
+        return min(60.0, max(1.0, self.seconds / 3))
+
+    async def step(self) -> None:
+        """One round of the ``retention`` service."""
+        deleted = await self.sweep()
+        if deleted:
+            log.info("deleted %d jobs past their retention of %.0f s", deleted, self.seconds)
 
     async def sweep(self) -> int:
         """Delete every job that ended before the cutoff; how many were deleted."""

@@ -3,7 +3,7 @@
 Delivery is an outbox in the facade database. When a job ends, one row per
 matching webhook is written (its id is the event id the receiver sees, and is
 derived from webhook + job + event, so writing it twice is harmless). A
-dispatcher loop in every API process claims due rows with a lease, POSTs
+delivery service in every process that runs services claims due rows with a lease, POSTs
 them, and on failure schedules the next attempt with exponential backoff.
 A row written before a restart is still delivered after it; a job that ended
 while no API process was running is found by the outcome sweep
@@ -59,7 +59,7 @@ class WebhookService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.box = fernet(settings)
-        self._wake = asyncio.Event()
+        self.woken = asyncio.Event()
         self.http: httpx.AsyncClient | None = None
         # Owners with at least one webhook, read at most every few seconds: most jobs end with nobody to tell.
         self._owners: Refreshed[set[str]] = Refreshed(lambda: asyncio.to_thread(self._read_owners), every=5.0)
@@ -68,8 +68,20 @@ class WebhookService:
         with session(self.settings.database_location) as db:
             return set(db.exec(select(Webhook.owner).distinct()))
 
-    async def owners(self) -> set[str]:
-        return await self._owners.get()
+    def _owner_has_webhooks(self, owner: str) -> bool:
+        with session(self.settings.database_location) as db:
+            return db.exec(select(Webhook.id).where(Webhook.owner == owner).limit(1)).first() is not None
+
+    async def has_webhooks(self, owner: str) -> bool:
+        """Whether a job of ``owner`` ending is owed a delivery. A known owner answers from the cached set; an owner
+        not in it is asked of the database (one indexed read), because the webhook may have been registered a moment
+        ago through another API process and the cached set is only refreshed every few seconds."""
+        if owner in await self._owners.get():
+            return True
+        if await asyncio.to_thread(self._owner_has_webhooks, owner):
+            self._owners.update(lambda owners: owners | {owner})
+            return True
+        return False
 
     # -------------------------------------------------------------- registry
     def register(self, owner: str, url: str, events: list[str], secret: str | None) -> tuple[Webhook, str]:
@@ -130,27 +142,14 @@ class WebhookService:
             except IntegrityError:
                 pass  # already owed (another API process, or the sweep, got here first)
         if made:
-            self._wake.set()
+            self.woken.set()
         return made
 
-    # -------------------------------------------------------------- dispatcher
-    async def run_forever(self) -> None:
-        self.http = httpx.AsyncClient(timeout=self.settings.webhook_timeout, follow_redirects=False)
-        try:
-            while True:
-                try:
-                    sent = await self.dispatch_due()
-                except Exception as exc:
-                    log.warning("webhook dispatcher: %s", exc)
-                    sent = 0
-                if not sent:
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-                    except asyncio.TimeoutError:
-                        pass
-        finally:
+    # -------------------------------------------------------------- delivery (the ``webhooks`` service)
+    async def close(self) -> None:
+        if self.http is not None:
             await self.http.aclose()
+            self.http = None
 
     def _claim(self, limit: int = 20) -> list[WebhookDelivery]:
         """Due rows, each leased to this process for a minute (another process skips them meanwhile)."""
@@ -174,6 +173,8 @@ class WebhookService:
         return claimed
 
     async def dispatch_due(self) -> int:
+        if self.http is None:
+            self.http = httpx.AsyncClient(timeout=self.settings.webhook_timeout, follow_redirects=False)
         rows = self._claim()
         if rows:
             await asyncio.gather(*(self._deliver(r) for r in rows))

@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
-from sojourn.store import batches, fastlane, jobs, keys, scrape, taskengine, templates, watermarks, webhooks  # noqa: F401  (registers the tables)
+from sojourn.store import batches, fastlane, jobs, keys, leases, scrape, taskengine, templates, watermarks, webhooks  # noqa: F401  (registers the tables)
 
 T = TypeVar("T", bound=SQLModel)
 

@@ -25,6 +25,10 @@ class ScrapeProject(SQLModel, table=True):
     config: str = Field(default="{}", description="JSON: max_results_per_target, daily_job_limit, rate_limit_delay")
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
+    # The project's one open job (its claim, a compare-and-set: one running job per project, whichever API process
+    # starts it); cleared when it ends, taken over when it is found ended.
+    running_job: str | None = Field(default=None, max_length=40)
+    running_claimed_at: datetime | None = None
 
 
 class ScrapeTarget(SQLModel, table=True):

@@ -373,8 +373,9 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         printer(f"Worker {self.name!r} stopped")
 
     async def _serve(self, stop: asyncio.Event, printer: Any) -> None:
+        from sojourn.background.runner import Runner, Scope
         from sojourn.browser.pool import get_pool
-        from sojourn.worker.reaper import reap_forever
+        from sojourn.worker.reaper import Reaper
 
         async with self:
             for _ in range(100):  # the pool must be known before events can be filtered by it
@@ -389,9 +390,11 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                 asyncio.ensure_future(self._poll_loop()),
                 asyncio.ensure_future(self._listen_for_scheduled()),
                 asyncio.ensure_future(self._watch_cancellations()),
-                asyncio.ensure_future(reap_forever(self.settings, self.settings.work_pool)),
                 asyncio.ensure_future(self._report_stats()),
             ]
+            # Every worker sweeps for dead workers' runs too: one live process is enough to clean up after one.
+            services = Runner([Reaper(self.client, self.settings, self.settings.work_pool).service(Scope.LOCAL)], scopes={Scope.LOCAL})
+            await services.start()
             printer(f"Worker {self.name!r} started on pool {self.settings.work_pool!r} (limit {self._limit})")
             try:
                 await stop.wait()
@@ -402,6 +405,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                 for t in loops:
                     t.cancel()
                 await asyncio.gather(*loops, return_exceptions=True)
+                await services.stop()
                 await get_pool().close()
 
     async def _heartbeat_loop(self) -> None:

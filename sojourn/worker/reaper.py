@@ -16,11 +16,11 @@ report in before their runs are judged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterState,
@@ -32,6 +32,9 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import AwaitingRetry, Crashed
 
 from sojourn.settings import Settings
+
+if TYPE_CHECKING:
+    from sojourn.background.runner import Scope, Service
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +85,24 @@ def _job_retries(parameters: dict) -> int:
     return 0
 
 
-async def reap_forever(settings: Settings, pool: str, interval: float | None = None) -> None:
-    interval = interval or max(2.0, settings.crash_after_seconds / 4)
-    reachable_since: datetime | None = None  # Prefect has answered every sweep since
-    async with get_client() as client:
-        while True:
-            try:
-                reachable_since = reachable_since or datetime.now(timezone.utc)
-                await reap_once(client, settings, pool, reachable_since)
-            except Exception as exc:
-                reachable_since = None
-                log.debug("reaper sweep failed: %s", exc)
-            await asyncio.sleep(interval)
+class Reaper:
+    """The sweep as a background service (``reaper``): remembers since when Prefect has answered it."""
+
+    def __init__(self, client: PrefectClient, settings: Settings, pool: str) -> None:
+        self.client, self.settings, self.pool = client, settings, pool
+        self.every = max(2.0, settings.crash_after_seconds / 4)
+        self.reachable_since: datetime | None = None  # Prefect has answered every sweep since
+
+    async def step(self) -> None:
+        self.reachable_since = self.reachable_since or datetime.now(timezone.utc)
+        try:
+            await reap_once(self.client, self.settings, self.pool, self.reachable_since)
+        except Exception:
+            self.reachable_since = None
+            raise
+
+    def service(self, scope: "Scope") -> "Service":
+        from sojourn.background.runner import Service
+
+        return Service("reaper", scope, "Crashes or reruns the runs of workers that stopped sending heartbeats",
+                       step=self.step, every=self.every)

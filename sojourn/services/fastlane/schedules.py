@@ -276,33 +276,16 @@ class CronSchedules:
             db.refresh(ex)
             return ex
 
-    # ------------------------------------------------------------------ background
-    async def listen_forever(self) -> None:
-        """Flow-run events of cron deployments' runs: adopt each as it comes due (or starts)."""
-        queue = self.svc.jobs.hub.listen()
-        while True:
-            item = await queue.get()
-            try:
-                tags = item.get("tags") or []
-                if not item["event"].startswith("prefect.flow-run.") or not any(t.startswith(CRON_TAG + ":") for t in tags):
-                    continue
-                resource = str((item.get("resource") or {}).get("prefect.resource.id", ""))
-                if resource.startswith("prefect.flow-run."):
-                    await self.consider(resource[len("prefect.flow-run."):])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("fastlane cron: could not handle %s: %r", item.get("event"), exc)
+    # ------------------------------------------------------------------ background (``fastlane-cron-events``, ``fastlane-cron-sweep``)
+    @staticmethod
+    def concerns(item: dict[str, Any]) -> bool:
+        return item["event"].startswith("prefect.flow-run.") and any(t.startswith(CRON_TAG + ":") for t in item.get("tags") or [])
 
-    async def sweep_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("fastlane cron sweep: %r", exc)
-            await asyncio.sleep(SWEEP_SECONDS)
+    async def on_event(self, item: dict[str, Any]) -> None:
+        """A flow-run event of a cron deployment's run: adopt the run as it comes due (or starts)."""
+        resource = str((item.get("resource") or {}).get("prefect.resource.id", ""))
+        if resource.startswith("prefect.flow-run."):
+            await self.consider(resource[len("prefect.flow-run."):])
 
     async def sweep_once(self) -> int:
         """Runs of cron deployments that came due (in the last two days) and are no executions yet: adopt them."""

@@ -11,6 +11,7 @@ left, the next execution, scheduled 2, 4, 8 … s later. Event listening and a p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
+import httpx
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
@@ -71,14 +73,22 @@ class Enqueued:
 
 
 class FastlaneService:
+
     def __init__(self, settings: Settings, jobs: JobService) -> None:
         self.settings = settings
         self.jobs = jobs
         self.db = settings.database_location
-        self.hooks_woken: Any = None  # set by the hook loop: an asyncio.Event to wake it
+        self.hooks_woken = asyncio.Event()  # wakes the fastlane-hooks service
+        self.http: httpx.AsyncClient | None = None  # its client, made on its first round
         from sojourn.services.fastlane.schedules import CronSchedules
 
         self.schedules = CronSchedules(self)
+
+    async def close(self) -> None:
+        """The hook deliveries' HTTP client (``fastlane-hooks``), when the service stops."""
+        if self.http is not None:
+            await self.http.aclose()
+            self.http = None
 
     # ------------------------------------------------------------------ enqueue
     def validate(self, body: Any) -> dict[str, Any]:
@@ -472,8 +482,7 @@ class FastlaneService:
                         headers=json.dumps(hook.get("headers") or {}), retries=int(hook.get("retries") or 0), payload=payload,
                     ))
             db.commit()
-        if self.hooks_woken is not None:
-            self.hooks_woken.set()
+        self.hooks_woken.set()
 
     def hook_body(self, job: FastlaneJob, ex: FastlaneExecution) -> dict[str, Any]:
         """fastlane's webhook body: the execution dict with log and error, its job id, and the job's custom metadata."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sojourn.services.jobs import JobService
 from sojourn.services.scrape.catalog import Catalog
 from sojourn.services.scrape.jobs import ScrapeJobs
@@ -19,10 +17,6 @@ class ScrapeService:
         self.jobs = ScrapeJobs(settings, svc, self.catalog)
         self.results = self.jobs.results
         self.schedules = Schedules(settings, svc, self.catalog, self.jobs)
-
-    def loops(self) -> list[Any]:
-        return [self.jobs.listen_forever(), self.jobs.sweep_forever(), self.schedules.listen_forever(), self.schedules.sweep_forever(),
-                self.schedules.tick_forever()]
 
 
 __all__ = ["Catalog", "Schedules", "ScrapeJobs", "ScrapeService"]

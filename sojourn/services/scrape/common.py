@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import secrets
@@ -19,6 +20,12 @@ _ALPHABET = string.ascii_lowercase + string.digits
 def new_id(prefix: str) -> str:
     """``proj_``, ``tgt_``, ``job_``, ``res_``, ``sch_`` + 12 lowercase alphanumerics, as the docs show them."""
     return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(12))
+
+
+def derived_id(prefix: str, seed: str) -> str:
+    """An id of the same form, the same for the same ``seed`` (every process adopting one run names it alike)."""
+    digest = hashlib.sha256(seed.encode()).digest()
+    return f"{prefix}_" + "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:12])
 
 
 def not_found(what: str, ident: str) -> ServiceError:

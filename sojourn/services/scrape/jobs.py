@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator
 
-from sqlalchemy import func
-from sqlmodel import select
+from sqlalchemy import func, update
+from sqlmodel import col, select
 
 from sojourn.services.errors import ServiceError
 from sojourn.services.jobs import JobService, JobView, NewJob
@@ -26,7 +26,7 @@ from sojourn.services.views import FINAL_EVENTS
 from sojourn.settings import Settings
 from sojourn.store.clock import aware, utcnow
 from sojourn.store.db import session
-from sojourn.store.scrape import ScrapeJob, ScrapeSchedule
+from sojourn.store.scrape import ScrapeJob, ScrapeProject, ScrapeSchedule
 from sojourn.tasks.scrape import EVENT
 
 log = logging.getLogger(__name__)
@@ -89,20 +89,24 @@ class ScrapeJobs:
                         raise invalid(f"target_ids.{i}", f"target '{tid}' is not a target of project '{project_id}'")
             if not targets:
                 raise bad_request("NO_TARGETS", "Project has no targets" if target_ids is None else "No targets were named", project_id=project_id)
-            if await self._running(project_id):
-                raise bad_request("JOB_RUNNING", f"Another job is already running in project '{project_id}'", project_id=project_id)
-            limit = self.daily_limit(config)
-            if await asyncio.to_thread(self._today, project_id) >= limit:
-                raise bad_request("RATE_LIMITED", f"Daily job limit exceeded ({limit} jobs per day for this project)", limit=limit)
-            cap = int(max_results or config["max_results_per_target"])
             job_id = new_id("job")
-            spec = self.spec_for(project_id, config, targets, cap, list(principal.url_allow), job=job_id)
-            labels = {**(labels or {}), "type": "scrape", "project": project_id, "source": source}
-            (view,) = await self.svc.accept(
-                [NewJob(spec=spec, labels=labels, held=held, external_id=job_id, group_id=project_id, kind="scrape", priority=priority)],
-                Principal(project.owner, principal.scopes, principal.key_id, principal.url_allow) if principal.is_admin else principal,
-                dialect=dialect,
-            )
+            if not await self.claim(project_id, job_id):
+                raise bad_request("JOB_RUNNING", f"Another job is already running in project '{project_id}'", project_id=project_id)
+            try:
+                limit = self.daily_limit(config)
+                if await asyncio.to_thread(self._today, project_id) >= limit:
+                    raise bad_request("RATE_LIMITED", f"Daily job limit exceeded ({limit} jobs per day for this project)", limit=limit)
+                cap = int(max_results or config["max_results_per_target"])
+                spec = self.spec_for(project_id, config, targets, cap, list(principal.url_allow), job=job_id)
+                labels = {**(labels or {}), "type": "scrape", "project": project_id, "source": source}
+                (view,) = await self.svc.accept(
+                    [NewJob(spec=spec, labels=labels, held=held, external_id=job_id, group_id=project_id, kind="scrape", priority=priority)],
+                    Principal(project.owner, principal.scopes, principal.key_id, principal.url_allow) if principal.is_admin else principal,
+                    dialect=dialect,
+                )
+            except BaseException:
+                await self.release(project_id, job_id)
+                raise
             if accepted is not None:
                 accepted.append(view)
             row = ScrapeJob(
@@ -132,22 +136,76 @@ class ScrapeJobs:
     def daily_limit(self, config: dict[str, Any]) -> int:
         return int(config.get("daily_job_limit") or self.settings.scrape_daily_job_limit)
 
-    async def _running(self, project_id: str) -> bool:
-        """A job of the project still pending or running (statuses the table shows are checked against the job)."""
-        with session(self.db_url) as db:
-            rows = list(db.exec(select(ScrapeJob).where(ScrapeJob.project_id == project_id, ScrapeJob.status.in_(OPEN))).all())  # type: ignore[attr-defined]
-        for row in rows:
-            try:
-                view = await self.svc.get(row.job_id, SWEEPER, with_progress=False)
-            except ServiceError:
-                row.status = "failed"
-                await asyncio.to_thread(self._save, row)
-                continue
-            if view.final:
-                await self.finish(row)
-                continue
-            return True
+    # ------------------------------------------------------------------ one open job per project
+    async def claim(self, project_id: str, job_id: str) -> bool:
+        """Make ``job_id`` (a scrape job id) the project's one open job, if it has none. Held by the database (a
+        compare-and-set on the project row), so two API processes starting a job of one project at the same instant
+        get one claim between them. A claim whose job has ended (or never got its row: its process died while making
+        it) is taken over."""
+        for _ in range(5):
+            holder = await asyncio.to_thread(self._holder, project_id)
+            if holder is None:
+                if await self._settle_open(project_id):
+                    return False  # a job started before claims were kept (an upgraded database) still runs
+                if await asyncio.to_thread(self._swap, project_id, None, job_id):
+                    return True
+                continue  # another claim got in: look again
+            name, since = holder
+            if name == job_id:
+                return True
+            if await self._open(name, since):
+                return False
+            if await asyncio.to_thread(self._swap, project_id, name, job_id):
+                return True
         return False
+
+    async def _settle_open(self, project_id: str) -> bool:
+        """Bring the table's statuses up to date for the project's open jobs (those that ended are finished);
+        whether one is still open."""
+        def open_rows() -> list[ScrapeJob]:
+            with session(self.db_url) as db:
+                return list(db.exec(select(ScrapeJob).where(ScrapeJob.project_id == project_id, ScrapeJob.status.in_(OPEN))).all())  # type: ignore[attr-defined]
+
+        still_open = False
+        for row in await asyncio.to_thread(open_rows):
+            still_open = await self._open(row.id, None) or still_open
+        return still_open
+
+    async def release(self, project_id: str, job_id: str) -> None:
+        await asyncio.to_thread(self._swap, project_id, job_id, None)
+
+    def _holder(self, project_id: str) -> tuple[str, datetime | None] | None:
+        with session(self.db_url) as db:
+            project = db.get(ScrapeProject, project_id)
+        if project is None or project.running_job is None:
+            return None
+        return project.running_job, aware(project.running_claimed_at)
+
+    def _swap(self, project_id: str, old: str | None, new: str | None) -> bool:
+        held = col(ScrapeProject.running_job).is_(None) if old is None else col(ScrapeProject.running_job) == old
+        with session(self.db_url) as db:
+            done = db.execute(update(ScrapeProject).where(col(ScrapeProject.id) == project_id, held)
+                              .values(running_job=new, running_claimed_at=utcnow() if new else None))
+            db.commit()
+        return done.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+    async def _open(self, job_id: str, since: datetime | None) -> bool:
+        """Is this claimed job still pending or running? (One that ended is finished here, as a read would.)"""
+        row = await asyncio.to_thread(self._row, job_id)
+        if row is None:  # being made by another process now, or its maker died before writing it
+            return since is not None and utcnow() - since < timedelta(seconds=60)
+        if row.final or row.status not in OPEN:
+            return False
+        try:
+            view = await self.svc.get(row.job_id, SWEEPER, with_progress=False)
+        except ServiceError:
+            row.status = "failed"
+            await asyncio.to_thread(self._save, row)
+            return False
+        if view.final:
+            await self.finish(row)
+            return False
+        return True
 
     def _today(self, project_id: str) -> int:
         start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -243,6 +301,7 @@ class ScrapeJobs:
         rendered = await self.render(row, view, status_file)
         row.status, row.final, row.ingested_at = rendered["status"], json.dumps(rendered), utcnow()
         await asyncio.to_thread(self._save, row)
+        await self.release(row.project_id, row.id)
         if row.schedule_id:
             await asyncio.to_thread(self._note_schedule_run, row, rendered["status"])
         return rendered
@@ -265,7 +324,7 @@ class ScrapeJobs:
     async def list(self, project_id: str, principal: Principal, *, page: int, per_page: int, status: str | None,
                    source: str | None) -> tuple[list[dict[str, Any]], int]:
         await asyncio.to_thread(self.catalog.project, project_id, principal)
-        await self._running(project_id)  # brings the table's statuses up to date for open jobs
+        await self._settle_open(project_id)
 
         def read() -> tuple[list[ScrapeJob], int]:
             with session(self.db_url) as db:
@@ -374,47 +433,29 @@ class ScrapeJobs:
             data["error"] = job["error"]["message"]
         return {"type": kind, "data": data}
 
-    # ------------------------------------------------------------------ background
-    async def listen_forever(self) -> None:
+    # ------------------------------------------------------------------ background (``scrape-events``, ``scrape-sweep``)
+    async def on_event(self, item: dict[str, Any]) -> None:
         """Ingest a target's results when it ends, and the job's when the job ends (its events)."""
-        queue = self.svc.hub.listen()
-        while True:
-            item = await queue.get()
-            try:
-                name = item["event"]
-                if name == EVENT:
-                    payload = item.get("payload") or {}
-                    if payload.get("type") in ("target_started", "target_completed", "target_failed") and item.get("job_id"):
-                        row = await asyncio.to_thread(self._row_by_sojourn_id, item["job_id"])
-                        if row is not None and not row.final:
-                            if payload["type"] == "target_started":
-                                if row.status != "running":
-                                    row.status = "running"
-                                    await asyncio.to_thread(self._save, row)
-                            else:
-                                await self.results.ingest(row, [payload.get("target_id")], unless_final=True)
-                elif name in FINAL_EVENTS and "dialect:scrape" in (item.get("tags") or []) and item.get("job_id"):
-                    row = await asyncio.to_thread(self._row_by_sojourn_id, item["job_id"])
-                    if row is not None and not row.final:
-                        await asyncio.sleep(0.2)  # the manifest is written before the run ends; let the view catch up
-                        await self.finish(row)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scrape: could not handle %s", item.get("event"))
-
-    async def sweep_forever(self) -> None:
-        """Jobs that ended while no API listened (or whose event was lost): ingest them now."""
-        while True:
-            try:
-                await self.sweep_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scrape: sweep failed")
-            await asyncio.sleep(self.settings.scrape_sweep_seconds)
+        name = item["event"]
+        if name == EVENT:
+            payload = item.get("payload") or {}
+            if payload.get("type") in ("target_started", "target_completed", "target_failed") and item.get("job_id"):
+                row = await asyncio.to_thread(self._row_by_sojourn_id, item["job_id"])
+                if row is not None and not row.final:
+                    if payload["type"] == "target_started":
+                        if row.status != "running":
+                            row.status = "running"
+                            await asyncio.to_thread(self._save, row)
+                    else:
+                        await self.results.ingest(row, [payload.get("target_id")], unless_final=True)
+        elif name in FINAL_EVENTS and "dialect:scrape" in (item.get("tags") or []) and item.get("job_id"):
+            row = await asyncio.to_thread(self._row_by_sojourn_id, item["job_id"])
+            if row is not None and not row.final:
+                await asyncio.sleep(0.2)  # the manifest is written before the run ends; let the view catch up
+                await self.finish(row)
 
     async def sweep_once(self) -> int:
+        """Jobs that ended while no API listened (or whose event was lost): ingest them now; how many."""
         def open_rows() -> list[ScrapeJob]:
             with session(self.db_url) as db:
                 return list(db.exec(select(ScrapeJob).where(ScrapeJob.final.is_(None)).order_by(ScrapeJob.created_at).limit(200)).all())  # type: ignore[union-attr]

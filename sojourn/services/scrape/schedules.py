@@ -46,7 +46,7 @@ from sojourn.services.jobs import JobService
 from sojourn.services.ledger import tags_of
 from sojourn.services.principals import Principal
 from sojourn.services.scrape.catalog import Catalog
-from sojourn.services.scrape.common import iso, invalid, loads, new_id, not_found, sees
+from sojourn.services.scrape.common import derived_id, iso, invalid, loads, new_id, not_found, sees
 from sojourn.services.scrape.jobs import ScrapeJobs
 from sojourn.settings import Settings
 from sojourn.store.clock import aware, utcnow
@@ -379,21 +379,26 @@ class Schedules:
             spec = await asyncio.to_thread(self._spec, row, project)
             if not spec["targets"]:
                 raise bad_request("NO_TARGETS", "Project has no targets", project_id=project_id)
-            if await self.jobs._running(project_id):
+            job_id = new_id("job")
+            if not await self.jobs.claim(project_id, job_id):
                 raise bad_request("JOB_RUNNING", f"Another job is already running in project '{project_id}'", project_id=project_id)
-            limit = self.jobs.daily_limit(self.catalog.project_config(project))
-            if await asyncio.to_thread(self.jobs._today, project_id) >= limit:
-                raise bad_request("RATE_LIMITED", f"Daily job limit exceeded ({limit} jobs per day for this project)", limit=limit)
-            if not row.deployment_id:
-                raise not_found("Schedule for project", project_id)
             try:
-                run = await self.client.create_flow_run_from_deployment(UUID(row.deployment_id), parameters={"spec": spec},
-                                                                       tags=self._tags(row))
-            except ObjectNotFound:
-                raise not_found("Schedule for project", project_id) from None
-            except Exception as exc:
-                raise self._unavailable(exc) from None
-            job, view = await self._adopt(run, row, project, checked=True)
+                limit = self.jobs.daily_limit(self.catalog.project_config(project))
+                if await asyncio.to_thread(self.jobs._today, project_id) >= limit:
+                    raise bad_request("RATE_LIMITED", f"Daily job limit exceeded ({limit} jobs per day for this project)", limit=limit)
+                if not row.deployment_id:
+                    raise not_found("Schedule for project", project_id)
+                try:
+                    run = await self.client.create_flow_run_from_deployment(UUID(row.deployment_id), parameters={"spec": spec},
+                                                                           tags=self._tags(row))
+                except ObjectNotFound:
+                    raise not_found("Schedule for project", project_id) from None
+                except Exception as exc:
+                    raise self._unavailable(exc) from None
+                job, view = await self._adopt(run, row, project, checked=True, job_id=job_id)
+            except BaseException:
+                await self.jobs.release(project_id, job_id)
+                raise
         assert job is not None
         return await self.jobs.render(job, view) if view is not None else await self.jobs.current(job)
 
@@ -428,8 +433,11 @@ class Schedules:
         while len(self._adopted) > 20_000:
             self._adopted.pop(next(iter(self._adopted)))
 
-    async def _adopt(self, run: FlowRun, row: ScrapeSchedule, project: ScrapeProject, *, checked: bool) -> tuple[ScrapeJob | None, Any]:
-        """Under the project's lock: the run as a ledger job and a scheduled scrape job (once: idempotent on the run)."""
+    async def _adopt(self, run: FlowRun, row: ScrapeSchedule, project: ScrapeProject, *, checked: bool,
+                     job_id: str | None = None) -> tuple[ScrapeJob | None, Any]:
+        """Under the project's lock: the run as a ledger job and a scheduled scrape job (once: idempotent on the run).
+        ``checked``: the caller claimed the project for it, as ``job_id``; otherwise a run that has not started yet
+        claims it here, and is skipped if another job of the project is open."""
         run_id = str(run.id)
         existing = await asyncio.to_thread(self.jobs._row_by_sojourn_id, run_id)
         if existing is not None:
@@ -440,12 +448,14 @@ class Schedules:
                 return existing, None
         skip = None
         waiting = run.state_type in (StateType.SCHEDULED, StateType.PENDING)
+        job_id = job_id or derived_id("job", run_id)  # two processes adopting this run at once claim it alike
         if not checked and waiting:
             config = self.catalog.project_config(project)
-            if await self.jobs._running(row.project_id):
+            if not await self.jobs.claim(row.project_id, job_id):
                 skip = "another job of the project was still pending or running"
             elif await asyncio.to_thread(self.jobs._today, row.project_id) >= self.jobs.daily_limit(config):
                 skip = "the project's daily job limit was reached"
+                await self.jobs.release(row.project_id, job_id)
         spec = (run.parameters or {}).get("spec") or {}
         if waiting and run.state_type == StateType.SCHEDULED and not checked:
             # The snapshot it was made with may predate a change Prefect had no time to apply: the targets as they are now.
@@ -459,7 +469,7 @@ class Schedules:
                     log.warning("scrape schedules: could not refresh the parameters of run %s: %r", run_id, exc)
         labels = {"type": "scrape", "project": row.project_id, "source": "scheduled", "schedule": row.id}
         view, _created = await self.svc.adopt(run, row.owner, dialect="scrape", kind="scrape", labels=labels,
-                                              external_id=new_id("job"), group_id=row.project_id)
+                                              external_id=job_id, group_id=row.project_id)
         ledger_row = await self.svc.ledger.get(run_id)
         if ledger_row is not None:  # it is a Sojourn job now: the tags every job's run carries (queues, lists, the UI)
             try:
@@ -499,20 +509,10 @@ class Schedules:
             db.add(sch)
             db.commit()
 
-    # ------------------------------------------------------------------ firing
-    async def tick_forever(self) -> None:
+    # ------------------------------------------------------------------ firing (the ``scrape-schedule-firing`` service)
+    async def tick(self) -> int:
         """Every firing of every enabled schedule gets its run when it comes due, made here if Prefect's scheduler
         has not made it (its service runs once a minute, and cannot insert runs at all with SQLAlchemy 2.1)."""
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scrape schedules: tick failed")
-            await asyncio.sleep(TICK_SECONDS)
-
-    async def tick(self) -> int:
         def enabled() -> list[ScrapeSchedule]:
             with session(self.db_url) as db:
                 return list(db.exec(select(ScrapeSchedule).where(ScrapeSchedule.enabled == True)).all())  # noqa: E712
@@ -565,33 +565,16 @@ class Schedules:
             job, _ = await self._adopt(run, row, project, checked=False)
         return job
 
-    # ------------------------------------------------------------------ background
-    async def listen_forever(self) -> None:
-        """Flow-run events of schedule deployments' runs: adopt each as it comes due (or starts)."""
-        queue = self.svc.hub.listen()
-        while True:
-            item = await queue.get()
-            try:
-                tags = item.get("tags") or []
-                if not item["event"].startswith("prefect.flow-run.") or not any(t.startswith("schedule:") for t in tags):
-                    continue
-                resource = str((item.get("resource") or {}).get("prefect.resource.id", ""))
-                if resource.startswith("prefect.flow-run."):
-                    await self.consider(resource[len("prefect.flow-run."):])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scrape schedules: could not handle %s", item.get("event"))
+    # ------------------------------------------------------------------ background (``scrape-schedule-events``, ``scrape-schedule-sweep``)
+    @staticmethod
+    def concerns(item: dict[str, Any]) -> bool:
+        return item["event"].startswith("prefect.flow-run.") and any(t.startswith("schedule:") for t in item.get("tags") or [])
 
-    async def sweep_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scrape schedules: sweep failed")
-            await asyncio.sleep(self.settings.scrape_sweep_seconds)
+    async def on_event(self, item: dict[str, Any]) -> None:
+        """A flow-run event of a schedule deployment's run: adopt the run as it comes due (or starts)."""
+        resource = str((item.get("resource") or {}).get("prefect.resource.id", ""))
+        if resource.startswith("prefect.flow-run."):
+            await self.consider(resource[len("prefect.flow-run."):])
 
     async def sweep_once(self) -> int:
         """Runs of schedule deployments that came due (in the last two days) and are not jobs yet: adopt them."""

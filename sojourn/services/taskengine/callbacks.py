@@ -66,7 +66,8 @@ class Callbacks:
         self.engine = engine  # the TaskEngine (jobs, config, rows)
         self.files = files
         self.url = settings.database_location
-        self._wake = asyncio.Event()
+        self.woken = asyncio.Event()
+        self._http: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------------ owing
     async def job_ended(self, job_id: str, patient: bool = False) -> bool:
@@ -75,20 +76,14 @@ class Callbacks:
         _made, unsettled = await self._owe(rows, patient=patient)
         return unsettled == 0
 
-    async def sweep_forever(self, every: float = 30.0) -> None:
-        """Ends no API process saw (it was down, the event stream dropped): owe their callbacks now."""
-        while True:
-            await asyncio.sleep(every)
-            try:
-                cutoff = utcnow() - timedelta(seconds=self.settings.result_retention_seconds)
-                rows = await self.engine.rows(
-                    select(TaskEngineJob).where(TaskEngineJob.ended_noticed == False, col(TaskEngineJob.parameters).contains("rest_endpoints"),  # noqa: E712
-                                                TaskEngineJob.created_at > cutoff).order_by(col(TaskEngineJob.seq)).limit(500))
-                await self._owe(rows)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("taskengine callback sweep: %r", exc)
+    async def sweep_once(self) -> None:
+        """Ends no API process saw (it was down, the event stream dropped): owe their callbacks now
+        (the ``taskengine-callback-sweep`` service)."""
+        cutoff = utcnow() - timedelta(seconds=self.settings.result_retention_seconds)
+        rows = await self.engine.rows(
+            select(TaskEngineJob).where(TaskEngineJob.ended_noticed == False, col(TaskEngineJob.parameters).contains("rest_endpoints"),  # noqa: E712
+                                        TaskEngineJob.created_at > cutoff).order_by(col(TaskEngineJob.seq)).limit(500))
+        await self._owe(rows)
 
     async def _owe(self, rows: list[TaskEngineJob], patient: bool = False) -> tuple[int, int]:
         """Write the callbacks of those ended; returns (rows written, jobs left for later)."""
@@ -106,7 +101,7 @@ class Callbacks:
             job.row.ended_noticed = True
             await self.engine.save(job.row)
         if made:
-            self._wake.set()
+            self.woken.set()
         return made, unsettled
 
     async def bodies(self, job: Any) -> list[tuple[str, int, dict[str, Any]]]:
@@ -176,28 +171,24 @@ class Callbacks:
             return {t.task_run_id: t.number for t in db.exec(select(TaskEngineTask).where(TaskEngineTask.seq == seq))}
 
     # ------------------------------------------------------------------ live task callbacks
-    async def follow_tasks_forever(self) -> None:
-        """Prefect's task-run events of Task Engine runs, as they happen: owe each task's start and end callbacks."""
+    async def follow_tasks(self) -> None:
+        """Prefect's task-run events of Task Engine runs, as they happen: owe each task's start and end callbacks.
+
+        One round of the ``taskengine-task-events`` service: a subscription, for as long as it lasts (the runner
+        reconnects after a pause when it ends)."""
         from prefect.events.clients import get_events_subscriber
         from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 
         flt = EventFilter(event=EventNameFilter(prefix=[TASK_EVENT_PREFIX]),
                           related=EventRelatedFilter(resources_in_roles=[(f"prefect.tag.{DIALECT_TAG}", "tag")]))
-        while True:
-            try:
-                async with get_events_subscriber(filter=flt, reconnect_on_clean_close=True) as events:
-                    async for event in events:
-                        try:
-                            await self.task_event(event)
-                        except asyncio.CancelledError:
-                            raise
-                        except Exception as exc:  # the end-of-job net owes it later
-                            log.warning("taskengine task event %s: %r", getattr(event, "event", "?"), exc)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("taskengine task events lost (%r); reconnecting", exc)
-                await asyncio.sleep(1)
+        async with get_events_subscriber(filter=flt, reconnect_on_clean_close=True) as events:
+            async for event in events:
+                try:
+                    await self.task_event(event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the end-of-job net owes it later
+                    log.warning("taskengine task event %s: %r", getattr(event, "event", "?"), exc)
 
     async def task_event(self, event: Any) -> int:
         """One task-run event: its callbacks (an end owes the start too, should that event have been missed)."""
@@ -237,7 +228,7 @@ class Callbacks:
                                          event.occurred, resource.get("prefect.state-message")))
         made = await asyncio.to_thread(self._write, row.seq, urls, bodies)
         if made:
-            self._wake.set()
+            self.woken.set()
         return made
 
     def _write(self, seq: int, urls: list[str], bodies: list[tuple[str, int, dict[str, Any]]]) -> int:
@@ -257,23 +248,16 @@ class Callbacks:
                     pass  # owed already (live, another API process, or the sweep)
         return made
 
-    # ------------------------------------------------------------------ delivering
-    async def deliver_forever(self) -> None:
-        async with httpx.AsyncClient(timeout=self.settings.webhook_timeout, follow_redirects=False) as http:
-            while True:
-                try:
-                    sent = await self.deliver_due(http)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("taskengine callbacks: %r", exc)
-                    sent = 0
-                if not sent:
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-                    except asyncio.TimeoutError:
-                        pass
+    # ------------------------------------------------------------------ delivering (the ``taskengine-callbacks`` service)
+    async def deliver(self) -> int:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.settings.webhook_timeout, follow_redirects=False)
+        return await self.deliver_due(self._http)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     def _claim(self, limit: int = 50) -> list[TaskEngineCallback]:
         now = utcnow()

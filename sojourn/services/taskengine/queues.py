@@ -105,12 +105,12 @@ class SlotController:
         self.every = every
         self.queues: dict[str, Any] = {}
         self.limits: dict[str, int | None] = {}
-        self._wake = asyncio.Event()
+        self.woken = asyncio.Event()
         self.last: dict[str, Any] = {}
         self.pool_id: Any = None
 
     def wake(self) -> None:
-        self._wake.set()
+        self.woken.set()
 
     async def counts(self) -> tuple[Counter[int], Counter[int]]:
         """Running (pending, running, cancelling) and due waiting Task Engine runs, by level."""
@@ -169,23 +169,11 @@ class SlotController:
         except Exception as exc:  # the workers' own poll picks the runs up a little later
             log.debug("taskengine: could not nudge the workers: %r", exc)
 
-    async def run_forever(self) -> None:
-        backoff = 0.0
-        while True:
-            self._wake.clear()
-            try:
-                await self.apply_once()
-                backoff = 0.0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                backoff = min(max(backoff * 2, 1.0), 15.0)
-                self.limits.clear()
-                self.queues = {} if isinstance(exc, ObjectNotFound) else self.queues
-                log.warning("taskengine slot controller: %r", exc)
-                await asyncio.sleep(backoff)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.every)
-                await asyncio.sleep(0.05)  # one recount for a burst of events
-            except asyncio.TimeoutError:
-                pass
+    async def step(self) -> None:
+        """One round of the ``taskengine-slots`` service; after a failure the queues are looked up again."""
+        try:
+            await self.apply_once()
+        except Exception as exc:
+            self.limits.clear()
+            self.queues = {} if isinstance(exc, ObjectNotFound) else self.queues
+            raise

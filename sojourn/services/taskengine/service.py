@@ -152,8 +152,10 @@ class TaskEngine:
         self.config = ConfigStore(self.url, secret)
         self.controller = SlotController(jobs.client, settings.work_pool, settings.taskengine_queue_priority_base, self.config.read,
                                          every=settings.taskengine_controller_seconds)
-        self._scheduler_wake = asyncio.Event()
+        self.scheduler_woken = asyncio.Event()
         self.scheduler_runs = 0
+        self.schedule_interval = TaskEngineConfig().schedule_interval
+        self._http: httpx.AsyncClient | None = None
         from sojourn.services.taskengine.callbacks import Callbacks
 
         self.callbacks = Callbacks(settings, self, self.files)
@@ -244,7 +246,7 @@ class TaskEngine:
         )
         await self.save(row)
         if held:
-            self._scheduler_wake.set()
+            self.scheduler_woken.set()
         self.controller.wake()
         return view.seq
 
@@ -429,7 +431,7 @@ class TaskEngine:
         if not done:
             raise bad("nothing to update: send queue_state, run_at, priority or semaphore_url")
         await self.save(row)
-        self._scheduler_wake.set()
+        self.scheduler_woken.set()
         self.controller.wake()
         return done
 
@@ -516,22 +518,18 @@ class TaskEngine:
         await self.save(job.row)
         return new
 
-    def loops(self, hub: Any) -> list[Any]:
-        """What runs beside the API: the slot controller, the scheduler, and the event follower."""
-        return [self.controller.run_forever(), self.scheduler_forever(), self.follow_events(hub.listen()),
-                self.callbacks.deliver_forever(), self.callbacks.sweep_forever(), self.callbacks.follow_tasks_forever()]
+    # ------------------------------------------------------------------ background (``taskengine-events``)
+    @staticmethod
+    def concerns(item: dict[str, Any]) -> bool:
+        return item["event"].startswith("prefect.flow-run.") and DIALECT_TAG in item.get("tags", ())
 
-    async def follow_events(self, events: asyncio.Queue[dict[str, Any]]) -> None:
+    async def on_event(self, item: dict[str, Any]) -> None:
         """A Task Engine run started, ended or arrived: recount the slots; one ended: owe its callbacks."""
-        while True:
-            item = await events.get()
-            if not (item["event"].startswith("prefect.flow-run.") and DIALECT_TAG in item.get("tags", ())):
-                continue
-            self.controller.wake()
-            if item["event"] in FINAL_EVENTS and item.get("job_id"):
-                task = asyncio.ensure_future(self._ended(item["job_id"]))
-                self._pending.add(task)
-                task.add_done_callback(self._pending.discard)
+        self.controller.wake()
+        if item["event"] in FINAL_EVENTS and item.get("job_id"):
+            task = asyncio.ensure_future(self._ended(item["job_id"]))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     async def _ended(self, job_id: str) -> None:
         await self._scrape_ended(job_id)
@@ -564,28 +562,21 @@ class TaskEngine:
     def push(self) -> None:
         """Let queued jobs take free slots now, and held jobs that are due leave the scheduler."""
         self.controller.wake()
-        self._scheduler_wake.set()
+        self.scheduler_woken.set()
 
-    # ------------------------------------------------------------------ the scheduler (queue_scheduled_jobs)
-    async def scheduler_forever(self) -> None:
-        http = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
-        try:
-            while True:
-                config = await self._config_or_default()
-                try:
-                    if await self.config.active("queue_scheduled_jobs"):
-                        await self.queue_scheduled_jobs(http)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("taskengine scheduler: %r", exc)
-                self._scheduler_wake.clear()
-                try:
-                    await asyncio.wait_for(self._scheduler_wake.wait(), timeout=config.schedule_interval)
-                except asyncio.TimeoutError:
-                    pass
-        finally:
-            await http.aclose()
+    # ------------------------------------------------------------------ the scheduler (queue_scheduled_jobs), the ``taskengine-scheduler`` service
+    async def schedule_step(self) -> None:
+        config = await self._config_or_default()
+        self.schedule_interval = config.schedule_interval  # the runner waits this long (or for a wake) before the next round
+        if await self.config.active("queue_scheduled_jobs"):
+            if self._http is None:
+                self._http = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
+            await self.queue_scheduled_jobs(self._http)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def _config_or_default(self) -> TaskEngineConfig:
         try:

@@ -24,7 +24,6 @@ from starlette.websockets import WebSocketDisconnect
 from sojourn.services.errors import ServiceError
 from sojourn.services.fastlane import FastlaneService, InputError, LookupFailed, execution_dict, iso
 from sojourn.services.fastlane.commands import redact_envs
-from sojourn.services.fastlane.loops import loops
 from sojourn.services.principals import Principal
 from sojourn.settings import Settings
 from sojourn.store.fastlane import FastlaneExecution, FastlaneJob
@@ -64,17 +63,9 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
     app = FastAPI(title="Sojourn: fastlane API", docs_url="/docs", openapi_url="/openapi.json", redoc_url=None,
                   description="fastlane's task/job/execution API over Sojourn browser jobs.")
     _install_errors(app)
-    holder: dict[str, FastlaneService] = {}
 
     def svc() -> FastlaneService:
-        if "svc" not in holder:
-            holder["svc"] = FastlaneService(settings, main.state.jobs)
-        return holder["svc"]
-
-    async def start(_main: FastAPI) -> list[Any]:
-        return loops(svc())
-
-    main.state.on_start.append(start)
+        return main.state.fastlane  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ helpers
     def route(path: str, methods: list[str], **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -19,20 +19,24 @@ def stats(request: Request) -> Stats:
     return request.app.state.stats
 
 
-@router.get("/system/status", summary="Queue, workers and recent performance (a tenant sees its own jobs' figures)")
-async def system_status(principal: Principal = Depends(reader), st: Stats = Depends(stats)) -> dict[str, Any]:
+@router.get("/system/status", summary="Queue, workers and recent performance (a tenant sees its own jobs' figures); "
+            "for the admin also the background services: where each runs, its last run and last error")
+async def system_status(request: Request, principal: Principal = Depends(reader), st: Stats = Depends(stats)) -> dict[str, Any]:
+    services = {"services": await request.app.state.runner.status()} if principal.is_admin else {}
     try:
         counts, workers, performance = await asyncio.wait_for(
             asyncio.gather(st.counts(principal), st.workers(), st.performance(principal)), timeout=10
         )
     except Exception as exc:
-        return {"status": "unhealthy", "reason": f"the scheduler (Prefect) did not answer: {type(exc).__name__}", "queue": None, "workers": None, "performance": None}
+        return {"status": "unhealthy", "reason": f"the scheduler (Prefect) did not answer: {type(exc).__name__}", "queue": None, "workers": None,
+                "performance": None, **services}
     return {
         "status": "healthy" if workers["total"] else "degraded",
         **({} if workers["total"] else {"reason": "no worker is online: jobs wait until one starts"}),
         "queue": counts,
         "workers": workers,
         "performance": performance,
+        **services,
     }
 
 

@@ -173,15 +173,8 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
     _install_errors(app)
     catalog = Catalog(settings)
 
-    async def start(_main: FastAPI) -> list[Any]:
-        service = ScrapeService(settings, _main.state.jobs)
-        app.state.scrape = service
-        return service.loops()
-
-    main.state.on_start.append(start)
-
     def scrape() -> ScrapeService:
-        service = getattr(app.state, "scrape", None)
+        service = getattr(main.state, "scrape", None)
         if service is None:
             raise ServiceError(503, "SERVICE_UNAVAILABLE", "The scrape service is starting; try again.")
         return service
@@ -194,7 +187,7 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
 
     async def refresh(project_id: str) -> None:
         """The project's targets or config changed: its schedule's runs take the new snapshot."""
-        service = getattr(app.state, "scrape", None)
+        service = getattr(main.state, "scrape", None)
         if service is not None:
             await service.schedules.refresh(project_id)
 

@@ -16,7 +16,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Mount
 
 from sojourn.api.auth import presented_key
 from sojourn.api.dialects.taskengine.workflows import WORKFLOWS, scrape_parameters, to_spec
@@ -88,23 +87,6 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
-
-    # ------------------------------------------------------------------ the service and its loops
-    async def start(_main: FastAPI) -> list[Any]:
-        te = TaskEngine(settings, main.state.jobs)
-        te.scrape_jobs = scrape_jobs
-        main.state.taskengine = te
-        return te.loops(main.state.hub)
-
-    main.state.on_start.append(start)
-
-    def scrape_jobs() -> Any:
-        """The scrape dialect's jobs service (the ``scrape`` workflow's jobs are its jobs), once it has started."""
-        for route in main.routes:
-            if isinstance(route, Mount) and route.path == "/scrape":
-                service = getattr(route.app.state, "scrape", None)
-                return service.jobs if service is not None else None
-        return None
 
     def result_of(job: TEJob) -> dict[str, Any]:
         m = job.view.manifest

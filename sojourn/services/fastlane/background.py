@@ -1,15 +1,16 @@
-"""The fastlane dialect's background work in every API process: noticing ends, firing crons, delivering hooks.
+"""The fastlane dialect's background services (registered in :mod:`sojourn.background.registry`).
 
-- ``watch``: Prefect events of fastlane runs (tag ``dialect:fastlane``) → read that execution now, so its
-  retry and hooks follow its end at once.
-- ``sweep``: every few seconds, every execution not final yet is read (nothing is lost to a dropped event
-  or an API restart), and expirations are enforced.
-- ``cron``: a cron job is a Prefect deployment whose schedule makes its runs (:mod:`.schedules`); a firing
-  that comes due gets its run made here a few seconds ahead too, with the idempotency key Prefect's scheduler
-  uses (one run per firing whoever makes it); the claim of the firing is a conditional update, so several API
-  processes fire it once. Each run is adopted as one execution; ``cron_events`` and ``cron_sweep`` adopt the
-  runs Prefect's scheduler made.
-- ``deliver``: the webhook outbox, with fastlane's body, per-hook headers and retries, 5, 10, 20 … s apart.
+- ``fastlane-events`` (:func:`on_event`): Prefect events of fastlane runs (tag ``dialect:fastlane``) → read that
+  execution now, so its retry and hooks follow its end at once.
+- ``fastlane-sweep`` (:func:`sweep`): every few seconds, every execution not final yet is read (nothing is lost
+  to a dropped event or an API restart), and expirations are enforced.
+- ``fastlane-cron`` (:func:`fire_due`): a cron job is a Prefect deployment whose schedule makes its runs
+  (:mod:`.schedules`); a firing that comes due gets its run made here a few seconds ahead too, with the
+  idempotency key Prefect's scheduler uses (one run per firing whoever makes it); the claim of the firing is a
+  conditional update, so it fires once whatever runs it. Each run is adopted as one execution;
+  ``fastlane-cron-events`` and ``fastlane-cron-sweep`` adopt the runs Prefect's scheduler made.
+- ``fastlane-hooks`` (:func:`deliver`): the webhook outbox, with fastlane's body, per-hook headers and retries,
+  5, 10, 20 … s apart.
 
 Their database reads and writes run in threads, off the API's event loop.
 """
@@ -19,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from datetime import timedelta
-from typing import Any, Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -41,43 +41,20 @@ SWEEP_SECONDS = 3.0
 CRON_AHEAD = timedelta(seconds=5)
 
 
-def loops(svc: FastlaneService) -> list[Coroutine[Any, Any, None]]:
-    svc.hooks_woken = asyncio.Event()
-    return [watch(svc), sweep(svc), cron(svc), svc.schedules.listen_forever(), svc.schedules.sweep_forever(), deliver(svc)]
+def concerns(item: dict[str, Any]) -> bool:
+    return item["event"].startswith("prefect.flow-run.") and "dialect:fastlane" in item.get("tags", ()) and bool(item.get("job_id"))
 
 
-async def watch(svc: FastlaneService) -> None:
-    queue = svc.jobs.hub.listen()
-    while True:
-        item = await queue.get()
-        if not item["event"].startswith("prefect.flow-run.") or "dialect:fastlane" not in item.get("tags", ()) or not item.get("job_id"):
-            continue
-        try:
-            ex = await asyncio.to_thread(svc.by_ledger_job, item["job_id"])
-            if ex is not None and not ex.final:
-                await svc.refresh(ex)
-        except Exception as exc:
-            log.warning("fastlane: could not follow %s: %r", item["job_id"], exc)
+async def on_event(svc: FastlaneService, item: dict[str, Any]) -> None:
+    ex = await asyncio.to_thread(svc.by_ledger_job, item["job_id"])
+    if ex is not None and not ex.final:
+        await svc.refresh(ex)
 
 
 async def sweep(svc: FastlaneService) -> None:
-    while True:
-        try:
-            pending = await asyncio.to_thread(svc.unfinished)
-            if pending:
-                await svc.current(pending)
-        except Exception as exc:
-            log.warning("fastlane sweep: %r", exc)
-        await asyncio.sleep(SWEEP_SECONDS)
-
-
-async def cron(svc: FastlaneService) -> None:
-    while True:
-        try:
-            await fire_due(svc)
-        except Exception as exc:
-            log.warning("fastlane cron: %r", exc)
-        await asyncio.sleep(1.0)
+    pending = await asyncio.to_thread(svc.unfinished)
+    if pending:
+        await svc.current(pending)
 
 
 def _due(svc: FastlaneService, now: Any) -> list[FastlaneJob]:
@@ -106,23 +83,14 @@ async def fire_due(svc: FastlaneService) -> None:
             await svc.schedules.fire(job, firing)
 
 
-async def deliver(svc: FastlaneService) -> None:
-    woken = svc.hooks_woken
-    async with httpx.AsyncClient(timeout=svc.settings.fastlane_webhook_timeout, follow_redirects=False) as http:
-        while True:
-            try:
-                rows = await asyncio.to_thread(_claim, svc)
-                if rows:
-                    await asyncio.gather(*(_send(svc, http, r) for r in rows))
-            except Exception as exc:
-                log.warning("fastlane hooks: %r", exc)
-                rows = []
-            if not rows:
-                woken.clear()
-                try:
-                    await asyncio.wait_for(woken.wait(), timeout=1.0)
-                except asyncio.TimeoutError:
-                    pass
+async def deliver(svc: FastlaneService) -> int:
+    """One round: the due hooks, sent side by side; how many."""
+    if svc.http is None:
+        svc.http = httpx.AsyncClient(timeout=svc.settings.fastlane_webhook_timeout, follow_redirects=False)
+    rows = await asyncio.to_thread(_claim, svc)
+    if rows:
+        await asyncio.gather(*(_send(svc, svc.http, r) for r in rows))
+    return len(rows)
 
 
 def _claim(svc: FastlaneService, limit: int = 20) -> list[FastlaneHookDelivery]:
@@ -179,20 +147,22 @@ def _settle(svc: FastlaneService, row: FastlaneHookDelivery, attempt: int, code:
         db.commit()
 
 
-_RECORDING = threading.Lock()  # deliveries of one execution settle in parallel threads: one read-modify-write at a time
-
-
 def _record(svc: FastlaneService, row: FastlaneHookDelivery, attempt: int, code: int | None, error: str | None) -> None:
-    """``webhookDispatch`` in the execution's metadata: one entry per attempt."""
-    with _RECORDING, session(svc.db) as db:
-        ex = db.get(FastlaneExecution, row.execution_id)
-        if ex is None:
-            return
-        meta = json.loads(ex.metadata_json or "{}")
-        meta.setdefault("webhookDispatch", []).append({
-            "timestamp": iso(utcnow()), "url": row.url, "event": row.event, "attempt": attempt,
-            "statusCode": code, "error": error,
-        })
-        ex.metadata_json = json.dumps(meta)
-        db.add(ex)
-        db.commit()
+    """``webhookDispatch`` in the execution's metadata: one entry per attempt. Deliveries of one execution settle
+    side by side, in this process and others: the append is a compare-and-set on the metadata as it was read,
+    tried again when another append got in first, so no entry is lost."""
+    entry = {"timestamp": iso(utcnow()), "url": row.url, "event": row.event, "attempt": attempt, "statusCode": code, "error": error}
+    for _ in range(50):
+        with session(svc.db) as db:
+            ex = db.get(FastlaneExecution, row.execution_id)
+            if ex is None:
+                return
+            before = ex.metadata_json
+            meta = json.loads(before or "{}")
+            meta.setdefault("webhookDispatch", []).append(entry)
+            done = db.execute(update(FastlaneExecution).where(col(FastlaneExecution.id) == ex.id, col(FastlaneExecution.metadata_json) == before)
+                              .values(metadata_json=json.dumps(meta)))
+            db.commit()
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                return
+    log.warning("fastlane hooks: could not record attempt %d of %s on %s", attempt, row.event, row.execution_id)

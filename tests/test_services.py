@@ -1,0 +1,322 @@
+"""Background services: one runner, leases that keep cluster services to one process, and Prefect's split
+(`sojourn api --no-services` + `sojourn services`), with real processes on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import processes
+from tests.conftest import _free_port
+from tests.helpers import Receiver, until
+from tests.postgres import drop_facade_database, fresh_facade_database
+from sojourn.readiness import wait_until_up
+
+
+# ------------------------------------------------------------------ the lease contract, on both databases
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def facade_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/facade.db"
+        return
+    url = fresh_facade_database("sojourn_leases")
+    if url is None:
+        pytest.skip("no PostgreSQL on this machine (CI always has one)")
+    try:
+        yield url
+    finally:
+        drop_facade_database(url)
+
+
+def test_a_cluster_service_runs_in_one_process_moves_when_its_holder_dies_and_at_once_when_it_stops(facade_url):
+    from sojourn.background.leases import Leases
+    from sojourn.store.db import engine_for
+
+    async def scenario() -> None:
+        names = ["sweep-a", "sweep-b"]
+        a, b = Leases(facade_url, seconds=1.5, holder="a"), Leases(facade_url, seconds=1.5, holder="b")
+        for leases in (a, b):
+            leases.want(names)
+        engine_for(facade_url)  # the schema made before the clock starts
+        keep_a = asyncio.ensure_future(a.keep_forever())
+        while not all(a.holds(n) for n in names):
+            await asyncio.sleep(0.05)
+        keep_b = asyncio.ensure_future(b.keep_forever())
+        try:
+            for _ in range(8):  # 4 renewals: b never gets in while a renews
+                await asyncio.sleep(0.25)
+                assert all(a.holds(n) for n in names) and not any(b.holds(n) for n in names)
+            assert {r.holder for r in (await a.read()).values()} == {"a"}
+            # a dies: it stops renewing, and keeps nothing of its state
+            keep_a.cancel()
+            died = time.monotonic()
+            while not all(b.holds(n) for n in names):
+                await asyncio.sleep(0.05)
+                assert time.monotonic() - died < 1.5 + 0.5 + 0.5, "b did not take over within the lease plus one renewal"
+            assert time.monotonic() - died > 0.9, "b took the services while a's leases were still valid"
+            # b stops: it releases, and a newcomer takes over at its first round, not a lease later
+            await b.release()
+            keep_b.cancel()
+            c = Leases(facade_url, seconds=60, holder="c")
+            c.want(names)
+            keep_c = asyncio.ensure_future(c.keep_forever())
+            await asyncio.sleep(0.3)
+            assert all(c.holds(n) for n in names)
+            keep_c.cancel()
+        finally:
+            for t in (keep_a, keep_b):
+                t.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_the_runner_backs_off_after_errors_names_the_service_and_runs_again_on_a_wake(caplog):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from sojourn.background.runner import Runner, Scope, Service
+
+    async def scenario() -> None:
+        calls: list[float] = []
+        wake = asyncio.Event()
+
+        async def step() -> None:
+            calls.append(time.monotonic())
+            if len(calls) <= 3:
+                raise RuntimeError(f"receiver away ({len(calls)})")
+
+        registry = CollectorRegistry()
+        runner = Runner([Service("flaky", Scope.LOCAL, "a service that fails three times", step=step, every=0.5, wake=wake)],
+                        scopes={Scope.LOCAL}, registry=registry)
+        await runner.start()
+        try:
+            while len(calls) < 5:
+                await asyncio.sleep(0.01)
+            gaps = [round(b - a, 2) for a, b in zip(calls, calls[1:])]
+            # after failures: half a second, doubling; after the success: the interval
+            assert 0.45 <= gaps[0] < 0.9 and 0.95 <= gaps[1] < 1.5 and 1.95 <= gaps[2] < 2.6 and 0.45 <= gaps[3] < 0.9, gaps
+            wake.set()  # work for it now: the next round starts at once, not when the interval is up
+            await asyncio.sleep(0.15)
+            assert len(calls) == 6, [round(c - calls[0], 2) for c in calls]
+            status = {s["name"]: s for s in await runner.status()}["flaky"]
+            assert status["errors"] == 3 and status["runs"] >= 2 and status["lastError"] == "RuntimeError: receiver away (3)"
+            assert status["runsHere"] and status["scope"] == "local"
+            metrics = generate_latest(registry).decode()
+            assert 'sojourn_service_errors_total{service="flaky"} 3.0' in metrics
+        finally:
+            await runner.stop()
+
+    with caplog.at_level("INFO", logger="sojourn.services"):
+        asyncio.run(scenario())
+    failures = [r.getMessage() for r in caplog.records if "flaky" in r.getMessage()]
+    assert failures[0].startswith("flaky failed: RuntimeError('receiver away (1)')")
+    assert any("works again after 3 failed rounds" in m for m in failures)
+
+
+# ------------------------------------------------------------------ Prefect's split, real processes
+
+
+def _status(base: str, key: str) -> dict[str, dict]:
+    r = httpx.get(f"{base}/api/v1/system/status", headers={"X-API-Key": key}, timeout=15)
+    assert r.status_code == 200, r.text
+    return {s["name"]: s for s in r.json()["services"]}
+
+
+def _pid_of(holder: str | None) -> int | None:
+    m = re.match(r".*-(\d+)-[0-9a-f]{6}$", holder or "")
+    return int(m.group(1)) if m else None
+
+
+class Split:
+    """Prefect's layout on one machine: two API processes without services, two services processes, one worker,
+    one facade database on PostgreSQL, the session's Prefect server (a work pool of its own)."""
+
+    def __init__(self, tmp: Path, facade: str) -> None:
+        self.tmp = tmp
+        self.key = "sj_split_" + uuid.uuid4().hex
+        self.env = {**os.environ, "SOJOURN_HOME": str(tmp / "home"), "SOJOURN_DATABASE_URL": facade, "SOJOURN_ADMIN_KEY": self.key,
+                    "SOJOURN_WORK_POOL": f"split-{uuid.uuid4().hex[:8]}", "SOJOURN_SERVICE_LEASE_SECONDS": "3",
+                    "SOJOURN_WORKER_HEARTBEAT_SECONDS": "2", "SOJOURN_RATE_LIMIT": "100000/minute", "SOJOURN_ALLOW_LOOPBACK": "true",
+                    "SOJOURN_WORKER_SHUTDOWN_GRACE": "3", "SOJOURN_FASTLANE_WEBHOOK_TIMEOUT": "5"}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.bases: list[str] = []
+
+    def spawn(self, name: str, *args: str, **env: str) -> subprocess.Popen:
+        self.procs[name] = processes.start([sys.executable, "-m", "sojourn.cli", *args], env={**self.env, **env}, log=self.tmp / f"{name}.log")
+        return self.procs[name]
+
+    def start_api(self, name: str) -> str:
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = self.spawn(name, "api", "--no-services", SOJOURN_API_PORT=str(port), SOJOURN_PUBLIC_URL=base)
+        wait_until_up(f"{base}/health", timeout=60, proc=proc, what=f"{name} (without services)")
+        self.bases.append(base)
+        return base
+
+    def http(self, base: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=base or self.bases[0], headers={"X-API-Key": self.key}, timeout=30)
+
+    def status(self) -> dict[str, dict]:
+        return _status(self.bases[0], self.key)
+
+    def services_pids(self) -> set[int]:
+        return {p.pid for n, p in self.procs.items() if n.startswith("services") and p.poll() is None}
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            processes.stop(p, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def split(prefect_server, tmp_path_factory):
+    facade = fresh_facade_database("sojourn_split")
+    if facade is None:
+        pytest.skip("no PostgreSQL on this machine (CI always has one)")
+    cluster = Split(tmp_path_factory.mktemp("split"), facade)
+    try:
+        cluster.start_api("api-a")  # bootstraps the pool and the deployments first
+        cluster.spawn("services-1", "services")
+        cluster.spawn("services-2", "services")
+        cluster.spawn("worker", "worker")
+        cluster.start_api("api-b")
+        yield cluster
+    finally:
+        cluster.stop()
+        drop_facade_database(facade)
+
+
+def _one_holder(split: Split) -> int | None:
+    """The pid of the services process holding every cluster service, once one does."""
+    cluster = [s for s in split.status().values() if s["scope"] == "cluster"]
+    holders = {_pid_of(s["heldBy"]) for s in cluster}
+    return holders.pop() if len(holders) == 1 and holders <= split.services_pids() else None
+
+
+@pytest.mark.slow
+def test_apis_without_services_run_only_the_dispatcher_and_one_services_process_holds_each_cluster_service(split):
+    until("one services process holding every cluster service", lambda: _one_holder(split), timeout=60)
+    for base in split.bases:
+        status = _status(base, split.key)
+        assert [n for n, s in status.items() if s["runsHere"]] == ["dispatcher"], base
+        assert status["retention"]["heldBy"] and status["webhooks"]["scope"] == "replica" and not status["webhooks"]["runsHere"]
+        assert {s["scope"] for s in status.values()} == {"local", "replica", "cluster"}
+    # the holder reports its rounds through the lease row: any API process shows them
+    until("the holder's rounds visible from an API process", lambda: (split.status()["fastlane-sweep"]["runs"] or 0) > 0, timeout=20)
+
+
+@pytest.mark.slow
+def test_two_api_processes_starting_a_job_of_one_scrape_project_at_once_start_one(split, site):
+    """The project's one open job is a compare-and-set in the database: of two starts at the same instant, in two
+    processes, one gets 201 and the other JOB_RUNNING, every time."""
+    import threading
+
+    a, b = (httpx.Client(base_url=base + "/scrape/api/v1", headers={"Authorization": f"Bearer {split.key}"}, timeout=30) for base in split.bases)
+    for round_ in range(4):
+        pid = a.post("/projects", json={"name": f"race {round_}", "config": {"rate_limit_delay": 0}}).json()["id"]
+        assert a.post(f"/projects/{pid}/targets", json={"url": site.url(f"/?race={round_}")}).status_code == 201
+        answers: list[httpx.Response] = []
+        start = threading.Barrier(2)
+
+        def post(client: httpx.Client) -> None:
+            start.wait()
+            answers.append(client.post(f"/projects/{pid}/jobs"))
+
+        threads = [threading.Thread(target=post, args=(c,)) for c in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [201, 400], [r.text for r in answers]
+        refused = next(r for r in answers if r.status_code == 400).json()
+        assert refused["code"] == "JOB_RUNNING" and pid in refused["detail"]
+        assert a.get(f"/projects/{pid}/jobs").json()["total"] == 1
+
+
+@pytest.mark.slow
+def test_hooks_of_one_execution_settled_side_by_side_in_two_processes_are_all_recorded(split, site):
+    """Eight hooks of one execution, each refused once (500) and then taken (200): the deliveries settle at the same
+    time (threads of one services process, and the other's for the retries); all 16 attempts are in webhookDispatch."""
+    receiver = Receiver()
+    refused: set[str] = set()
+    original = receiver.server.RequestHandlerClass.do_POST
+
+    def once_refused(handler):  # noqa: ANN001
+        path = handler.path
+        if path not in refused:
+            refused.add(path)
+            handler.rfile.read(int(handler.headers["Content-Length"]))
+            handler.send_response(500)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        original(handler)
+
+    receiver.server.RequestHandlerClass.do_POST = once_refused
+    try:
+        hooks = {"finishes": [{"url": f"{receiver.url}/{i}", "retries": 1} for i in range(8)]}
+        fl = httpx.Client(base_url=split.bases[1] + "/fastlane", headers={"X-API-Key": split.key}, timeout=30)
+        r = fl.post(f"/tasks/split-{uuid.uuid4().hex[:6]}", json={"image": "chromium", "command": f"text {site.url('/?hooks')}", "webhooks": hooks})
+        assert r.status_code == 200, r.text
+        url = r.json()["executionUrl"]
+        receiver.wait(8, timeout=120)
+
+        def attempts() -> list[tuple]:
+            meta = fl.get(url).json()["execution"]["metadata"]
+            return sorted((d["url"].rsplit("/", 1)[1], d["attempt"], d["statusCode"]) for d in meta.get("webhookDispatch", []))
+
+        expected = sorted([(str(i), 1, 500) for i in range(8)] + [(str(i), 2, 200) for i in range(8)])
+        until("all 16 attempts recorded", lambda: attempts() == expected, timeout=30)
+    finally:
+        receiver.server.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_when_the_services_process_holding_the_cluster_services_dies_the_other_takes_over_and_webhooks_go_on(split, site):
+    receiver = Receiver()
+    try:
+        http = split.http(split.bases[1])
+        assert http.post("/api/v1/webhooks", json={"url": receiver.url, "events": ["job.completed"]}).status_code == 201
+
+        def job_delivered(n: int) -> None:
+            r = http.post("/api/v1/jobs", json={"type": "browse", "input": {"steps": [{"url": site.url(f"/?split={n}")}]}})
+            assert r.status_code == 202, r.text
+            job_id = r.json()["jobId"]
+            until(f"job {job_id} completed", lambda: http.get(f"/api/v1/jobs/{job_id}").json()["status"] == "completed", timeout=90)
+            receiver.wait(n, timeout=30)
+            assert job_id in receiver.received[-1][1].decode()
+
+        job_delivered(1)
+        holder = until("one services process holding every cluster service", lambda: _one_holder(split), timeout=60)
+        dead = next(p for p in split.procs.values() if p.pid == holder)
+        survivor = (split.services_pids() - {holder}).pop()
+        # The holder dies outright: the other services process takes every cluster service over within the lease
+        # (3 s) plus a renewal (1 s), and runs them.
+        processes.kill_group(dead)
+        killed_at = time.time()
+        until("the survivor holding every cluster service", lambda: _one_holder(split) == survivor, timeout=3 + 1 + 4, every=0.25)
+
+        def sweep_ran_since_kill() -> bool:
+            last = split.status()["outcome-sweep"]["lastRunAt"]
+            return last is not None and datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() >= killed_at
+
+        until("the outcome sweep running in the survivor", sweep_ran_since_kill, timeout=15, every=0.5)
+        job_delivered(2)
+    finally:
+        receiver.server.shutdown()

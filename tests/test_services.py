@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -134,6 +134,12 @@ def _status(base: str, key: str) -> dict[str, dict]:
     return {s["name"]: s for s in r.json()["services"]}
 
 
+def _ts(iso: str) -> float:
+    """Epoch seconds of an ISO time; one without a zone is UTC (fastlane's dates)."""
+    dt = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def _pid_of(holder: str | None) -> int | None:
     m = re.match(r".*-(\d+)-[0-9a-f]{6}$", holder or "")
     return int(m.group(1)) if m else None
@@ -152,6 +158,7 @@ class Split:
                     "SOJOURN_WORKER_SHUTDOWN_GRACE": "3", "SOJOURN_FASTLANE_WEBHOOK_TIMEOUT": "5"}
         self.procs: dict[str, subprocess.Popen] = {}
         self.bases: list[str] = []
+        self.cron: dict = {}  # the fastlane job firing every minute
 
     def spawn(self, name: str, *args: str, **env: str) -> subprocess.Popen:
         self.procs[name] = processes.start([sys.executable, "-m", "sojourn.cli", *args], env={**self.env, **env}, log=self.tmp / f"{name}.log")
@@ -183,7 +190,7 @@ class Split:
 
 
 @pytest.fixture(scope="module")
-def split(prefect_server, tmp_path_factory):
+def split(prefect_server, site, tmp_path_factory):
     facade = fresh_facade_database("sojourn_split")
     if facade is None:
         pytest.skip("no PostgreSQL on this machine (CI always has one)")
@@ -194,6 +201,12 @@ def split(prefect_server, tmp_path_factory):
         cluster.spawn("services-2", "services")
         cluster.spawn("worker", "worker")
         cluster.start_api("api-b")
+        # A fastlane job firing every minute while the module runs (the takeover test kills the holder of its firing).
+        with httpx.Client(base_url=cluster.bases[0] + "/fastlane", headers={"X-API-Key": cluster.key}, timeout=30) as fl:
+            r = fl.post(f"/tasks/split-cron-{uuid.uuid4().hex[:6]}", json={"image": "chromium", "command": f"text {site.url('/?cron')}",
+                                                                           "cron": "* * * * *"})
+            assert r.status_code == 200, r.text
+            cluster.cron = r.json()
         yield cluster
     finally:
         cluster.stop()
@@ -287,8 +300,8 @@ def test_hooks_of_one_execution_settled_side_by_side_in_two_processes_are_all_re
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_when_the_services_process_holding_the_cluster_services_dies_the_other_takes_over_and_webhooks_go_on(split, site):
+@pytest.mark.timeout(300)
+def test_when_the_services_process_holding_the_cluster_services_dies_the_other_takes_over_and_webhooks_go_on(split, site, prefect_server):
     receiver = Receiver()
     try:
         http = split.http(split.bases[1])
@@ -314,9 +327,36 @@ def test_when_the_services_process_holding_the_cluster_services_dies_the_other_t
 
         def sweep_ran_since_kill() -> bool:
             last = split.status()["outcome-sweep"]["lastRunAt"]
-            return last is not None and datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() >= killed_at
+            return last is not None and _ts(last) >= killed_at
 
         until("the outcome sweep running in the survivor", sweep_ran_since_kill, timeout=15, every=0.5)
         job_delivered(2)
+
+        # The cron job: the first firing after the kill runs (made and adopted by the survivor, or by Prefect's
+        # scheduler ahead and adopted), and no firing has two runs or two executions, though two processes adopt.
+        fl = httpx.Client(base_url=split.bases[0] + "/fastlane", headers={"X-API-Key": split.key}, timeout=30)
+        pf = httpx.Client(base_url=prefect_server, timeout=30)
+        dep_id = pf.get(f"/deployments/name/browse/fastlane-{split.cron['jobId']}").json()["id"]
+        next_minute = (int(killed_at) // 60 + 1) * 60
+
+        def job() -> dict:
+            return fl.get(split.cron["jobUrl"]).json()["job"]
+
+        def ran_after_kill() -> bool:
+            return any(e["status"] == "done" and e["startedAt"] and _ts(e["startedAt"]) >= next_minute for e in job()["executions"])
+
+        until("the first firing after the kill, done", ran_after_kill, timeout=next_minute - time.time() + 60, every=1)
+
+        def adopted_runs() -> list[dict]:
+            runs = pf.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [dep_id]}}, "limit": 200}).json()
+            return [r for r in runs if "sojourn" in r["tags"]]
+
+        def one_execution_per_run() -> bool:
+            return job()["executionCount"] == len(adopted_runs())
+
+        until("as many executions as adopted runs", one_execution_per_run, timeout=20, every=1)
+        starts = [r["expected_start_time"] for r in adopted_runs()]
+        assert starts and len(starts) == len(set(starts)), starts
+        assert all(_ts(s) % 60 == 0 for s in starts), starts  # each on its minute
     finally:
         receiver.server.shutdown()

@@ -66,7 +66,7 @@ def services(jobs: "JobService", outcomes: "Outcomes", webhooks: "WebhookService
                 step=scrape.schedules.sweep_once, every=s.scrape_sweep_seconds),
         # ---- Task Engine
         Service("taskengine-slots", CLUSTER, "Keeps the te-N queue limits at max_jobs / priority_slots",
-                step=te.controller.step, every=te.controller.every, wake=te.controller.woken, settle=0.05, max_backoff=15.0),
+                step=te.controller.step, every=te.controller.interval, wake=te.controller.woken, settle=0.05, max_backoff=15.0),
         Service("taskengine-scheduler", CLUSTER, "Releases held jobs whose run_at has come (queue_scheduled_jobs)",
                 step=te.schedule_step, every=lambda: te.schedule_interval, wake=te.scheduler_woken, close=te.close),
         Service("taskengine-events", REPLICA, "Task Engine runs that start or end: recount the slots, owe the callbacks",

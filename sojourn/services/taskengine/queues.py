@@ -93,6 +93,9 @@ def allowances(config: TaskEngineConfig, running: Counter[int], waiting: Counter
     return limits
 
 
+IDLE_EVERY = 15.0
+
+
 class SlotController:
     """Keeps the te-N queue limits equal to :func:`allowances` of the moment."""
 
@@ -111,6 +114,13 @@ class SlotController:
 
     def wake(self) -> None:
         self.woken.set()
+
+    def interval(self) -> float:
+        """Seconds to the next round when nothing wakes it: ``every`` while Task Engine runs are running or waiting;
+        ``IDLE_EVERY`` when the last round found none, since a new run's own events wake the controller (in
+        whichever process holds it) and the periodic round only catches a missed event."""
+        busy = self.last.get("running") or self.last.get("waiting") or not self.last
+        return self.every if busy else max(self.every, IDLE_EVERY)
 
     async def counts(self) -> tuple[Counter[int], Counter[int]]:
         """Running (pending, running, cancelling) and due waiting Task Engine runs, by level."""

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.stall import free_port  # noqa: E402
+from sojourn.readiness import NotReady, wait_until_up  # noqa: E402
 from tests import processes  # noqa: E402
 from tests.postgres import drop_database, drop_facade_database, fresh_facade_database, fresh_postgres_database  # noqa: E402
 
@@ -44,17 +45,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} not up after {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+    try:
+        wait_until_up(url, timeout=timeout, proc=proc, what=" ".join(map(str, proc.args)))  # type: ignore[arg-type]
+    except NotReady as exc:
+        raise RuntimeError(f"{exc}:\n{log.read_text(errors='replace')[-3000:]}") from None
 
 
 def measure(tree: Path, apis: int, split: bool, seconds: float, warmup: float, tmp: Path) -> dict:

@@ -221,13 +221,16 @@ def _one_holder(split: Split) -> int | None:
 
 
 @pytest.mark.slow
-def test_apis_without_services_run_only_the_dispatcher_and_one_services_process_holds_each_cluster_service(split):
+def test_apis_without_services_run_only_their_local_services_and_one_services_process_holds_each_cluster_service(split):
     until("one services process holding every cluster service", lambda: _one_holder(split), timeout=60)
     for base in split.bases:
         status = _status(base, split.key)
-        assert [n for n, s in status.items() if s["runsHere"]] == ["dispatcher"], base
+        assert [n for n, s in status.items() if s["runsHere"]] == ["dispatcher", "job-metrics"], base
         assert status["retention"]["heldBy"] and status["webhooks"]["scope"] == "replica" and not status["webhooks"]["runsHere"]
         assert {s["scope"] for s in status.values()} == {"local", "replica", "cluster"}
+        # an API without services still exports the workers' figures in its /metrics
+        until(f"the worker in {base}/metrics", lambda: re.search(r"^sojourn_workers_reporting 1\.0$", httpx.get(f"{base}/metrics", headers={"X-API-Key": split.key}).text, re.M),
+              timeout=30)
     # the holder reports its rounds through the lease row: any API process shows them
     until("the holder's rounds visible from an API process", lambda: (split.status()["fastlane-sweep"]["runs"] or 0) > 0, timeout=20)
 

@@ -2,7 +2,8 @@
 
 Scopes (:class:`~sojourn.background.runner.Scope`):
 
-- ``local``: in every API process (the dispatcher, which the process's own submissions wake);
+- ``local``: in every API process (the dispatcher, which the process's own submissions wake; the figures of its
+  /metrics and estimates);
 - ``replica``: in every process that runs services; safe side by side because their writes are claims of rows
   or idempotent (outbox deliveries, the event followers: a Prefect event reaches every process);
 - ``cluster``: in one process of the cluster at a time, the holder of its lease (sweeps, cron firing, the Task
@@ -46,8 +47,10 @@ def services(jobs: "JobService", outcomes: "Outcomes", webhooks: "WebhookService
         Service("dispatcher", LOCAL, "Creates the flow runs of accepted jobs (claims in the ledger keep processes apart)",
                 step=jobs.dispatcher.step, every=jobs.dispatcher.poll, wake=jobs.dispatcher.woken, drains=True, max_backoff=10.0),
         Reaper(client, s, s.work_pool).service(CLUSTER),
-        Service("outcomes", REPLICA, "Job ends from the event stream: metrics, webhook deliveries owed, batches settled",
-                handle=outcomes.on_event),
+        Service("job-metrics", LOCAL, "This process's /metrics and estimates from the event stream: workers' reports, jobs' run times",
+                handle=outcomes.observe),
+        Service("outcomes", REPLICA, "Job ends from the event stream: webhook deliveries owed, batches settled",
+                handle=outcomes.on_event, accepts=outcomes.concerns),
         Service("outcome-sweep", CLUSTER, "Ends the event stream missed (a restart, an outage): their webhooks and batches",
                 step=outcomes.sweep, every=OUTCOME_SWEEP_SECONDS),
         Service("webhooks", REPLICA, "Delivers native webhooks from the outbox (row claims with a lease)",

@@ -32,7 +32,7 @@ log = logging.getLogger("sojourn.services")
 
 
 class Scope(str, enum.Enum):
-    LOCAL = "local"  # part of serving this process's requests (the dispatcher its submissions wake): every API process
+    LOCAL = "local"  # part of serving this process's requests (the dispatcher its submissions wake, its /metrics): every API process
     REPLICA = "replica"  # safe side by side (row claims, idempotent writes): every process that runs services
     CLUSTER = "cluster"  # once per cluster: the process holding the service's lease in the facade database
 

@@ -56,9 +56,9 @@ class Outcomes:
         self.render = render
         self._running_since: OrderedDict[str, datetime] = OrderedDict()  # job id → when its run started
 
-    async def on_event(self, item: dict[str, Any]) -> None:
-        """Final events (the ``outcomes`` service): metrics from the event alone; a job's full view only when a
-        webhook or batch needs it."""
+    async def observe(self, item: dict[str, Any]) -> None:
+        """Every event, in every API process (the ``job-metrics`` service): the figures this process's /metrics
+        exports and its submissions' estimates learn from (workers' reports, jobs' run times), from the event alone."""
         if item["event"] == "sojourn.worker.stats":
             name = item["resource"].get("prefect.resource.name") or item["resource"]["prefect.resource.id"]
             self.metrics.worker_report(name, item.get("payload") or {})
@@ -76,9 +76,17 @@ class Outcomes:
             job_type = next(iter(tag_values(item["tags"], "type")), None)
             if ran is not None and state == StateType.COMPLETED and job_type:
                 self.svc.note_duration(job_type, ran)
-            owner = next(iter(tag_values(item["tags"], "owner")), None)
-            if (owner is not None and await self.webhooks.has_webhooks(owner)) or tag_values(item["tags"], "batch"):
-                await self.job_ended(item["job_id"], live=True)
+
+    @staticmethod
+    def concerns(item: dict[str, Any]) -> bool:
+        return item["event"] in FINAL_EVENTS and item["job_id"] is not None and "sojourn" in item["tags"]
+
+    async def on_event(self, item: dict[str, Any]) -> None:
+        """A job's final event (the ``outcomes`` service): the webhook deliveries it owes and its batch settled; the
+        job is read back only for an owner with webhooks or a job in a batch."""
+        owner = next(iter(tag_values(item["tags"], "owner")), None)
+        if (owner is not None and await self.webhooks.has_webhooks(owner)) or tag_values(item["tags"], "batch"):
+            await self.job_ended(item["job_id"], live=True)
 
     async def job_ended(self, job_id: str, *, live: bool, run: FlowRun | None = None, row: Job | None = None) -> None:
         row = row or await self.svc.ledger.get(job_id)

@@ -184,11 +184,24 @@ def _port_taken(host: str, port: int) -> bool:
 @app.command("prefect-server", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def prefect_server(ctx: typer.Context) -> None:
     """Run `prefect server start` (arguments passed through) with the settings Sojourn runs it with (see
-    sojourn/deployments/prefect_server.py); for hosts of their own, e.g. on PostgreSQL."""
-    from sojourn.deployments.prefect_server import server_command, server_env
+    sojourn/deployments/prefect_server.py); for hosts of their own, e.g. on PostgreSQL.
 
-    cmd = server_command(*ctx.args)
-    os.execve(cmd[0], cmd, server_env())
+    Prefect's own layout past one process: `sojourn prefect-server --no-services` for each API replica (behind a
+    balancer) and one `sojourn prefect-server services` for the background services (the scheduler, the event
+    persister ...). On PostgreSQL with SOJOURN_REDIS_URL set they share Redis messaging, and the database is
+    migrated once, under a lock, before a replica or the services start."""
+    import subprocess
+
+    from sojourn.deployments.prefect_server import PREPARED, prepare_command, server_command, services_command, server_env
+
+    args = list(ctx.args)
+    env = server_env()
+    services_only = args[:1] == ["services"]
+    cmd = services_command() + args[1:] if services_only else server_command(*args)
+    if (services_only or "--no-services" in args) and env.get("PREFECT_API_DATABASE_CONNECTION_URL", "").startswith("postgresql"):
+        subprocess.run(prepare_command(), env=env, check=True)
+        env.update(PREPARED)
+    os.execve(cmd[0], cmd, env)
 
 
 @app.command()

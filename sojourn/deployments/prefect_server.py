@@ -44,11 +44,38 @@ SERVER_SETTINGS: dict[str, str] = {
 }
 
 
+def redis_messaging(env: Mapping[str, str]) -> dict[str, str]:
+    """Prefect's settings for Redis messaging (prefect-redis), when its database is PostgreSQL and a Redis is named
+    (``SOJOURN_REDIS_URL``, or Prefect's own ``PREFECT_REDIS_MESSAGING_*``); else none.
+
+    Needed as soon as more than one Prefect server process shares a database (``--no-services`` replicas and a
+    services process): with the default in-memory broker an event emitted to one replica never reaches a
+    websocket subscriber of another, and a concurrency lease taken on one is not released on another. Publishers
+    flush every message (prefect-redis batches 5 or 10 s by default: the events a worker sends over its websocket
+    reached subscribers 10 s late)."""
+    database = env.get("PREFECT_API_DATABASE_CONNECTION_URL", "")
+    url = env.get("SOJOURN_REDIS_URL")
+    named = url or any(k.startswith("PREFECT_REDIS_MESSAGING_") for k in env)
+    if not named or not database.startswith("postgresql"):
+        return {}
+    out = {
+        "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+        "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+        "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+        "PREFECT_REDIS_MESSAGING_PUBLISHER_BATCH_SIZE": "1",
+    }
+    if url:
+        out["PREFECT_REDIS_MESSAGING_URL"] = url
+        out["PREFECT_SERVER_DOCKET_URL"] = url
+    return out
+
+
 def server_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for ``prefect server start``: Sojourn's settings under whatever ``env`` sets itself."""
     env = dict(os.environ if env is None else env)
     automations = env.get("SOJOURN_PREFECT_AUTOMATIONS", "false").lower() in ("1", "true", "yes")
-    defaults = {**SERVER_SETTINGS, "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "true" if automations else "false"}
+    defaults = {**SERVER_SETTINGS, "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "true" if automations else "false", **redis_messaging(env)}
     return {**defaults, **env}
 
 
@@ -57,8 +84,58 @@ def server_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "sojourn.deployments.prefect_server", "server", "start", *args]
 
 
+def services_command() -> list[str]:
+    """Prefect's background services alone (``prefect server services start``), beside ``--no-services`` replicas."""
+    return [sys.executable, "-m", "sojourn.deployments.prefect_server", "server", "services", "start"]
+
+
+def prepare_command() -> list[str]:
+    """Brings a PostgreSQL database up to Prefect's schema and registers its block types, once, under an advisory
+    lock: replicas started at the same moment on a fresh database otherwise raced (both migrating: a unique
+    violation on alembic_version; both registering block types: one on uq_block_type__slug), and one crashed."""
+    return [sys.executable, "-m", "sojourn.deployments.prefect_server", "prepare"]
+
+
+PREPARED = {"PREFECT_API_DATABASE_MIGRATE_ON_START": "false", "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false"}
+_LOCK = 0x50524546  # "PREF": the advisory lock key of the preparation
+
+
+async def _prepare() -> None:
+    import asyncio
+
+    import asyncpg
+    from prefect.server.database import provide_database_interface
+    from prefect.server.models.block_registration import run_block_auto_registration
+
+    url = os.environ["PREFECT_API_DATABASE_CONNECTION_URL"].replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(url)
+    try:
+        # Tried, not waited for: a session waiting in pg_advisory_lock holds a snapshot, and Prefect's migrations build
+        # indexes CONCURRENTLY, which wait for every older snapshot: the migrating process and the waiting ones stood
+        # still for good.
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
+            await asyncio.sleep(0.5)
+        db = provide_database_interface()
+        await db.create_db()
+        async with await db.session() as session:
+            await run_block_auto_registration(session=session)
+    finally:
+        await conn.close()  # the lock goes with the connection
+
+
 def main() -> None:
-    """Prefect's CLI (``prefect ...``), with the SQLite fixes installed first."""
+    """Prefect's CLI (``prefect ...``), with the SQLite fixes installed first; ``prepare``: see :func:`prepare_command`."""
+    if sys.argv[1:] == ["prepare"]:
+        import asyncio
+
+        asyncio.run(_prepare())
+        return
+    if sys.argv[1:4] == ["server", "services", "start"]:
+        import signal
+
+        # Prefect's services process has no SIGTERM handler (it died at once, leaving its Redis consumers behind);
+        # Ctrl-C stops it cleanly, so a stop asked with SIGTERM is taken as one.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     from sojourn.deployments.prefect_sqlite import install
 
     install()

@@ -214,7 +214,9 @@ class CronSchedules:
             self._remember(run_id)
             return existing
         job_id = job_of(run)
-        if job_id is None:
+        if job_id is None or (run.work_pool_name is not None and run.work_pool_name != self.settings.work_pool):
+            # Not a run of this installation's pool: another Sojourn sharing the Prefect server owns it (and would have
+            # seen this one cancel its runs as "stopped", not knowing their jobs).
             self._remember(run_id)
             return None
         waiting = run.state_type in (StateType.SCHEDULED, StateType.PENDING)

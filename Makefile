@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: up test test-quick bench system-deps venv clean
+.PHONY: up test test-quick bench system-deps test-deps venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,13 @@ venv: $(STAMP)
 system-deps:
 	@scripts/system-deps.sh
 
-test: $(STAMP) system-deps
+test-deps:
+	@scripts/system-deps.sh --test
+
+test: $(STAMP) test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-quick: $(STAMP) system-deps
+test-quick: $(STAMP) test-deps
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 up: $(STAMP) system-deps

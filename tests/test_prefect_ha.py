@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import time
 import uuid
@@ -18,7 +19,7 @@ from sojourn.readiness import wait_until_up
 from tests import processes
 from tests.conftest import _free_port, redis_available
 from tests.helpers import until
-from tests.postgres import drop_database, fresh_postgres_database, postgres_available
+from tests.postgres import drop_database, fresh_postgres_database, postgres_available, required_in_ci
 
 REDIS_DB = 6  # Prefect's keys have no prefix: a database of their own (the rate-limit tests use 0)
 
@@ -119,10 +120,94 @@ def test_a_job_accepted_through_one_replica_runs_on_a_worker_of_the_other_and_it
     assert shot.status_code == 200 and shot.content.startswith(b"\x89PNG")
 
 
+HAPROXY = """
+defaults
+    mode http
+    option redispatch
+    retries 2
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+frontend prefect
+    bind 127.0.0.1:{port}
+    default_backend replicas
+backend replicas
+    balance roundrobin
+    option httpchk GET /api/health
+    http-check expect status 200
+    default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions
+{servers}
+listen stats
+    bind 127.0.0.1:{stats_port}
+    stats enable
+    stats uri /stats
+"""
+
+
+def _up_servers(stats: str) -> set[str]:
+    """The replicas haproxy sends to now (its CSV stats page: status UP)."""
+    rows = [line.split(",") for line in httpx.get(stats, timeout=5).text.splitlines() if line and not line.startswith("#")]
+    return {r[1] for r in rows if r[0] == "replicas" and r[1] not in ("BACKEND", "FRONTEND") and r[17] == "UP"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_behind_a_balancer_jobs_end_once_with_their_captures_while_each_replica_in_turn_dies(layout, site):
+    """Sojourn's API and worker reach Prefect through haproxy. Replica A is killed while jobs run, then restarted,
+    then B is killed the same way: every job ends completed exactly once (one flow run), with its screenshot, and
+    the API's answers agree with Prefect's."""
+    exe = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
+    if exe is None:
+        required_in_ci("haproxy (make test installs it)")
+        pytest.skip("no haproxy on this machine (make test installs it)")
+    port, stats_port = _free_port(), _free_port()
+    stats = f"http://127.0.0.1:{stats_port}/stats;csv"
+    servers = "\n".join(f"    server {name} {url.removeprefix('http://').removesuffix('/api')} check" for name, url in layout.replicas.items())
+    cfg = layout.tmp / "haproxy.cfg"
+    cfg.write_text(HAPROXY.format(port=port, servers=servers, stats_port=stats_port))
+    layout.procs["haproxy"] = processes.start([exe, "-db", "-f", str(cfg)], log=layout.tmp / "haproxy.log")
+    balancer = f"http://127.0.0.1:{port}/api"
+    wait_until_up(f"{balancer}/health", timeout=30, proc=layout.procs["haproxy"], what="haproxy")  # type: ignore[arg-type]
+    until("haproxy sending to both replicas", lambda: _up_servers(stats) == set(layout.replicas), timeout=30)
+    api_port = _free_port()
+    base = f"http://127.0.0.1:{api_port}"
+    env = {**layout.sojourn_env, "SOJOURN_HOME": str(layout.tmp / "home-lb"), "SOJOURN_WORK_POOL": f"ha-lb-{uuid.uuid4().hex[:8]}",
+           "PREFECT_API_URL": balancer, "SOJOURN_PREFECT_API_URL": balancer}
+    api = layout.spawn("api-lb", ["api"], {**env, "SOJOURN_API_PORT": str(api_port), "SOJOURN_PUBLIC_URL": base})
+    wait_until_up(f"{base}/health", timeout=120, proc=api, what="the API behind haproxy")
+    layout.spawn("worker-lb", ["worker"], env)
+    http = httpx.Client(base_url=base, headers={"X-API-Key": layout.key}, timeout=60)
+
+    for victim in ("prefect-a", "prefect-b"):
+        jobs = []
+        for i in range(3):
+            r = http.post("/api/v1/jobs", json={"type": "browse", "input": {"steps": [{"url": site.url(f"/never?s=5&v={victim}&i={i}")}],
+                                                                             "capture": ["screenshot"]}})
+            assert r.status_code == 202, r.text
+            jobs.append(r.json()["jobId"])
+        until("a job processing", lambda: any(http.get(f"/api/v1/jobs/{j}").json()["status"] == "processing" for j in jobs), timeout=90)
+        processes.kill_group(layout.procs[victim])  # type: ignore[arg-type]
+        survivor = next(url for name, url in layout.replicas.items() if name != victim)
+        for job_id in jobs:
+            job = until(f"job {job_id} ended", lambda: (j := http.get(f"/api/v1/jobs/{job_id}").json())["status"] in ("completed", "failed", "cancelled") and j,
+                        timeout=120)
+            assert job["status"] == "completed", job
+            runs = httpx.post(f"{survivor}/flow_runs/filter", json={"flow_runs": {"tags": {"all_": [f"job:{job_id}"]}}}).json()
+            assert [r["state_type"] for r in runs] == ["COMPLETED"], runs
+            shots = http.get(f"/api/v1/jobs/{job_id}/screenshots").json()["screenshots"]
+            assert len(shots) == 1 and http.get(f"/api/v1/screenshots/{shots[0]['id']}").content.startswith(b"\x89PNG")
+        # the victim comes back on its port before the other one dies
+        victim_port = layout.replicas[victim].rsplit(":", 1)[1].removesuffix("/api")
+        layout.spawn(victim, ["prefect-server", "--no-services", "--host", "127.0.0.1", "--port", victim_port], layout.server_env)
+        wait_until_up(f"{layout.replicas[victim]}/health", timeout=120, proc=layout.procs[victim], what=victim)  # type: ignore[arg-type]
+        until(f"haproxy sending to {victim} again", lambda: _up_servers(stats) == set(layout.replicas), timeout=30)
+
+
 @pytest.mark.slow
 def test_every_prefect_process_of_the_layout_stops_when_asked(layout):
     """SIGTERM: each replica and the services process exit by themselves (not killed) within 20 s."""
-    for name in ("prefect-services", "prefect-a", "prefect-b"):
+    for name in ("prefect-services", "prefect-a", "prefect-b"):  # (restarted by the balancer test)
         proc = layout.procs[name]
         started = time.monotonic()
         status = processes.stop(proc, timeout=20)  # type: ignore[arg-type]

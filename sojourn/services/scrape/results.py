@@ -17,6 +17,7 @@ import json
 from typing import Any, AsyncIterator, Iterator
 
 from sqlalchemy import delete, func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from sojourn.blocks.artifact_store import ArtifactStore
@@ -84,7 +85,11 @@ class Results:
                             target_id=tid, job_id=job.id, source_url=item["source_url"], page=item["page"],
                             position=item["position"], data=json.dumps(item["data"]),
                         ))
-                await asyncio.to_thread(self._replace, job, tid, rows, t.get("status") in ("completed", "failed", "cancelled"))
+                ended = t.get("status") in ("completed", "failed", "cancelled")
+                try:
+                    await asyncio.to_thread(self._replace, job, tid, rows, ended)
+                except IntegrityError:  # another process ingested the same rows (same ids) at the same moment: again, after it
+                    await asyncio.to_thread(self._replace, job, tid, rows, ended)
             return status
 
     def _final(self, job_id: str) -> bool:

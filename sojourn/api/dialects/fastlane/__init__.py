@@ -273,11 +273,15 @@ def create_app(main: FastAPI, settings: Settings) -> FastAPI:
     async def get_job(task_id: str, job_id: str, request: Request) -> dict[str, Any]:
         principal = who(request, "jobs:read")
         job = find_job(principal, task_id, job_id, "get_job")
-        executions = await svc().current(svc().executions(job, limit=20))
+        updated = {e.id: e for e in await svc().current(svc().executions(job, limit=20))}
         job = find_job(principal, task_id, job_id, "get_job")  # again: bringing its executions up to date may have changed it
+        # Counted, then listed again: bringing an execution up to date may have made its retry (here or in another
+        # process), and the list must hold every execution the count does (it listed 2 beside an executionCount of 3).
+        count = svc().execution_count(job)
+        executions = [e if e.final else updated.get(e.id, e) for e in svc().executions(job, limit=20)]
         return {"task": {"id": task_id, "url": task_url(request, task_id)}, "job": {
             "createdAt": iso(job.created_at), "image": job.image, "command": job.command, "lastModifiedAt": iso(job.last_modified_at),
-            "taskId": task_id, "scheduled": job.scheduled, "executionCount": svc().execution_count(job),
+            "taskId": task_id, "scheduled": job.scheduled, "executionCount": count,
             "requestIPAddress": job.request_ip, "metadata": job_metadata(job, executions[0] if executions else None),
             "executions": [{**execution_dict(e), "url": ex_url(request, e)} for e in executions],
         }}

@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Tests run on this many workers, a file at a time (pytest-xdist); 0 runs them in this process, one by one.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: up test test-quick bench system-deps test-deps venv clean
 
@@ -23,10 +26,10 @@ test-deps:
 	@scripts/system-deps.sh --test
 
 test: $(STAMP) test-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-quick: $(STAMP) test-deps
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 up: $(STAMP) system-deps
 	$(BIN)/sojourn up

@@ -81,9 +81,9 @@ def fresh_facade_database(prefix: str = "sojourn_test") -> str | None:
 def drop_facade_database(url: str) -> None:
     import psycopg
 
-    from sojourn.store.db import engine_for
+    from sojourn.store.db import forget
 
-    engine_for(url).dispose()
+    forget(url)
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(FACADE_SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     prefect_api_url: str | None = Field(default=None, description="use this Prefect server instead of starting one")
     prefect_port: int = Field(default=4200, description="port of the Prefect server `sojourn up` starts")
     database_url: str | None = Field(default=None, description="facade database; default SQLite under SOJOURN_HOME")
+    database_migrate_on_start: bool = Field(default=True, description="a process that finds the facade database behind its schema migrates it (one at a time); false: it refuses to start and names `sojourn db upgrade` (replicas of a scaled-out deployment)")
     admin_key: SecretStr | None = Field(default=None, description="bootstrap admin key; generated and stored under SOJOURN_HOME when unset")
     work_pool: str = "browsers"
     max_concurrency: int = Field(default=4, ge=1, description="jobs running at once across the pool")
@@ -60,6 +61,7 @@ class Settings(BaseSettings):
     crash_after_seconds: float = Field(default=20.0, gt=0, description="a job whose worker sent no heartbeat for this long is run again or crashed")
     worker_lost_reruns: int = Field(default=1, ge=0, description="times a job whose worker died runs again on another worker (on top of its own retries) before it ends WORKER_LOST")
     service_lease_seconds: float = Field(default=15.0, ge=1, description="how long a process holds a cluster-wide background service (a sweep, cron firing, the reaper) without renewing; if it dies, another takes the service over after this (plus a third of it)")
+    outbox_lease_seconds: float = Field(default=60.0, ge=1, description="how long a process holds the webhooks and callbacks it is sending (beyond their timeout); if it dies, another sends them again after this")
     dispatch_lease_seconds: float = Field(default=30.0, gt=0, description="how long an API process holds the jobs it is creating flow runs for; if it dies, another takes them over after this")
     tourist_auth: bool = Field(default=True, description="Tourist dialect: require visit tokens (false for private deployments)")
     tourist_secret: SecretStr | None = Field(default=None, description="signs Tourist tokens; generated and stored under SOJOURN_HOME when unset")

@@ -298,8 +298,13 @@ def test_enqueue_errors_as_fastlane_sends_them(fl):
     # lookups: {"error", "operation"}
     assert fl.get(f"/tasks/{task}").json() == {"error": "Task not found.", "operation": "get_task"}
     jid = str(uuid.uuid4())
-    r = fl.get(f"/tasks/{task}/jobs/{jid}/")
-    assert r.status_code == 404 and r.json()["error"] == f"Task ({task}) or Job ({jid}) not found."
+    r = fl.get(f"/tasks/{task}/jobs/{jid}/")  # fastlane names the operation get_task here
+    assert r.status_code == 404 and r.json() == {"error": "Job not found in task.", "operation": "get_task"}
+    for action, op in (("stop", "stop_job"), ("retry", "retry_job")):
+        r = fl.post(f"/tasks/{task}/jobs/{jid}/{action}/")
+        assert r.status_code == 404 and r.json() == {"error": "Job not found in task.", "operation": op}
+    r = fl.get(f"/tasks/{task}/jobs/{jid}/executions/{uuid.uuid4()}/")
+    assert r.status_code == 404 and r.json() == {"error": f"Task ({task}) or Job ({jid}) not found.", "operation": "get_job_execution"}
     for page in ("abc", "0", "-1"):
         r = fl.get("/tasks", params={"page": page})
         assert r.status_code == 400 and r.json() == {"error": "Tasks pagination page param should be a positive integer.", "operation": "get_tasks"}
@@ -397,8 +402,14 @@ def test_stop_retry_and_execution_stop(fl, pages):
     task = task_name()
     # retry messages
     sched = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "1h"}).json()
-    r = fl.post(sched["jobUrl"] + "retry/")
-    assert r.status_code == 400 and r.json() == {"error": "Can't retry a scheduled job.", "operation": "retry_job"}
+    # stopped before its time (at once: its 10 s are not up), a scheduled job never runs; checked at the end, past its time
+    soon_at = time.time() + 10
+    soon = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "10s"}).json()
+    assert fl.post(soon["jobUrl"] + "stop/").status_code == 200
+    waiting = fl.get(sched["jobUrl"]).json()["job"]  # scheduled for later: no execution until its time comes
+    assert waiting["scheduled"] is True and waiting["executionCount"] == 0 and waiting["executions"] == [], waiting
+    r = fl.post(sched["jobUrl"] + "retry/")  # as in fastlane, a job that never ran has nothing to retry
+    assert r.status_code == 400 and r.json() == {"error": "No execution yet to retry.", "operation": "retry_job"}
     cron = fl.post(f"/tasks/{task}", json={"image": "chromium", "command": f"text {pages.url('/hello')}", "cron": "0 0 1 1 *"}).json()
     r = fl.post(cron["jobUrl"] + "retry")
     assert r.status_code == 400 and r.json()["error"] == "No execution yet to retry."
@@ -410,9 +421,11 @@ def test_stop_retry_and_execution_stop(fl, pages):
         r = fl.post(job["jobUrl"] + "stop/")
         assert r.status_code == 200 and r.json() == {"taskId": task, "jobId": job["jobId"], "jobUrl": job["jobUrl"], "taskUrl": job["taskUrl"]}
         assert fl.get(job["jobUrl"]).json()["job"]["scheduled"] is False
-    assert not {cron["jobId"], sched["jobId"]} & {j["jobId"] for j in fl.get("/status").json()["jobs"]["scheduled"]}
-    stopped = fl.get(sched["jobUrl"]).json()["job"]["executions"][0]
-    assert stopped["status"] == "failed" and "User stopped job execution manually." in stopped["error"]
+    assert not {cron["jobId"], sched["jobId"], soon["jobId"]} & {j["jobId"] for j in fl.get("/status").json()["jobs"]["scheduled"]}
+    # stopped before its time, a scheduled job never runs: no execution appears
+    stopped = fl.get(sched["jobUrl"]).json()["job"]
+    assert stopped["executionCount"] == 0 and stopped["executions"] == [] and stopped["scheduled"] is False, stopped
+    assert fl.post(sched["jobUrl"] + "retry/").json()["error"] == "No execution yet to retry."
 
     # stop of a running job: its execution fails, and no retry follows
     hooks = {"fails": [{"url": pages.url(f"/stopped-{task}")}]}
@@ -438,6 +451,10 @@ def test_stop_retry_and_execution_stop(fl, pages):
     assert again.status_code == 200 and again.json()["executionId"] not in (None, slow2["executionId"])
     assert fl.get(slow2["jobUrl"]).json()["job"]["executionCount"] == 2
     fl.post(slow2["jobUrl"] + "stop")
+
+    time.sleep(max(0.0, soon_at + 3 - time.time()))  # past the time `soon` had (and a dispatcher round)
+    gone = fl.get(soon["jobUrl"]).json()["job"]
+    assert gone["executionCount"] == 0 and gone["executions"] == [] and gone["scheduled"] is False, json.dumps(gone, indent=1)
 
 
 def test_timeout_and_expiration(stack, pages):
@@ -538,12 +555,14 @@ def test_healthcheck_status_and_websocket(stack, pages):
         assert status["containers"]["running"] == [{"executionId": running["executionId"], "jobId": running["jobId"], "taskId": task,
                                                     "startedAt": seen["startedAt"], "url": running["executionUrl"]}]
         queues = status["queues"]
-        assert queues["jobs"] == {"length": 1} and queues["webhooks"] == {"length": 0} and queues["scheduled"]["length"] == 1  # `later` waits
+        # `later` waits in the scheduled queue, not the jobs queue (it is no execution until its time)
+        assert queues["jobs"] == {"length": 0} and queues["webhooks"] == {"length": 0} and queues["scheduled"]["length"] == 1
         assert before + 3600 - 1 <= queues["scheduled"]["nextTimeStamp"] <= after + 3600 + 1, (before, queues)
         shown = datetime.fromisoformat(queues["scheduled"]["nextHumanReadableDate"]).replace(tzinfo=timezone.utc)
         assert abs(shown.timestamp() - queues["scheduled"]["nextTimeStamp"]) < 0.001, queues  # the same moment, ISO in UTC
         (listed,) = status["jobs"]["scheduled"]
-        assert listed["jobId"] == later["jobId"] and listed["nextScheduledAt"] == queues["scheduled"]["nextTimeStamp"] and listed["cron"] is None
+        # a job's time written as fastlane writes times (ISO), the queue's next as a timestamp beside its readable date
+        assert listed["jobId"] == later["jobId"] and listed["nextScheduledAt"] == queues["scheduled"]["nextHumanReadableDate"] and listed["cron"] is None
         assert listed["url"] == later["jobUrl"] and listed["stopUrl"] == later["jobUrl"] + "stop/" and listed["task"] == {"id": task, "url": later["taskUrl"]}
 
         # a running execution: the socket follows it, then sends its end
@@ -559,9 +578,9 @@ def test_healthcheck_status_and_websocket(stack, pages):
         page = fl.get(running["jobUrl"] + "stream/")
         assert page.status_code == 200 and "WebSocket" in page.text
 
-        # an execution waiting for its start: the socket closes with wsretry (the stream page reconnects)
-        waiting = fl.get(later["jobUrl"]).json()["job"]["executions"][0]
-        frames, closed = ws_frames(waiting["url"].replace("http://", "ws://") + f"ws?apiKey={fl.key}")
+        # a job waiting for its start has no execution yet: its socket closes with wsretry (the stream page reconnects)
+        assert fl.get(later["jobUrl"]).json()["job"]["executions"] == []
+        frames, closed = ws_frames(later["jobUrl"].replace("http://", "ws://") + f"ws?apiKey={fl.key}")
         assert frames == [] and closed.code == 1010 and closed.reason == "wsretry"
         fl.post(later["jobUrl"] + "stop")
         status = fl.get("/status").json()
@@ -609,6 +628,9 @@ def test_cron_is_a_prefect_schedule_firing_twice_and_stop_removes_it(fl, cron_jo
         starts = sorted(datetime.fromisoformat(r["expected_start_time"]) for r in done_runs)
         assert all((b - a).total_seconds() % 60 == 0 and b > a for a, b in zip(starts, starts[1:]))  # on the minute, a minute apart or more
 
+        r = fl.post(cron_job["jobUrl"] + "retry/")  # it ran, and it is still scheduled
+        assert r.status_code == 400 and r.json() == {"error": "Can't retry a scheduled job.", "operation": "retry_job"}
+
         assert fl.post(cron_job["jobUrl"] + "stop").status_code == 200
         assert pf.get(f"/deployments/{dep['id']}").status_code == 404
         left = pf.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [dep["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}}).json()
@@ -631,7 +653,7 @@ def test_put_changes_the_cron_schedule_in_prefect(fl, pages, prefect_server):
         assert again["id"] == dep["id"] and [s["schedule"]["cron"] for s in again["schedules"]] == ["30 2 * * *"]
         assert again["parameters"]["spec"]["capture"].get("html") is True
         listed = {j["jobId"]: j for j in fl.get("/status").json()["jobs"]["scheduled"]}
-        assert time.strftime("%H:%M", time.gmtime(listed[jid]["nextScheduledAt"])) == "02:30"
+        assert datetime.fromisoformat(listed[jid]["nextScheduledAt"]).strftime("%H:%M") == "02:30"
         # no cron any more: the deployment goes
         assert fl.put(url, json={"image": "chromium", "command": f"text {pages.url('/hello')}", "startIn": "1h"}).status_code == 200
         assert pf.get(f"/deployments/{dep['id']}").status_code == 404

@@ -114,6 +114,9 @@ def test_alive_without_auth_and_unauthorised_bodies(te):
         assert someone_else.post("/push_jobs").status_code == 401
     with te.http(te.a) as tenant:  # settings are installation-wide: the admin key only
         assert tenant.post("/settings", json={"name": "max_jobs", "setting": 9}).status_code == 401
+        # ... but a malformed one is a well-authenticated caller's 400 with its message, not an auth failure (#25)
+        r = tenant.post("/settings", json={"name": "max_jobs", "setting": "many"})
+        assert r.status_code == 400 and r.json()["error"].startswith("setting"), r.text
 
 
 @pytest.mark.parametrize("job, parameters, field", [

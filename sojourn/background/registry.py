@@ -24,6 +24,9 @@ from sojourn.services.fastlane import background as fastlane_bg
 from sojourn.services.fastlane.background import SWEEP_SECONDS as FASTLANE_SWEEP_SECONDS
 from sojourn.services.fastlane.schedules import SWEEP_SECONDS as FASTLANE_CRON_SWEEP_SECONDS
 from sojourn.services.outcomes import SWEEP_SECONDS as OUTCOME_SWEEP_SECONDS
+from sojourn.services.prefect_made_runs import SWEEP_SECONDS as PREFECT_MADE_SWEEP_SECONDS
+from sojourn.services.prefect_made_runs import PrefectMadeRuns
+from sojourn.services.retention import Retention
 from sojourn.services.scrape.schedules import TICK_SECONDS
 from sojourn.worker.reaper import Reaper
 
@@ -42,6 +45,8 @@ def services(jobs: "JobService", outcomes: "Outcomes", webhooks: "WebhookService
              fastlane: "FastlaneService", client: PrefectClient) -> list[Service]:
     s = jobs.settings
     fl = fastlane
+    made = PrefectMadeRuns(jobs)
+    retention = Retention(jobs)
     return [
         # ---- every job
         Service("dispatcher", LOCAL, "Creates the flow runs of accepted jobs (claims in the ledger keep processes apart)",
@@ -55,8 +60,12 @@ def services(jobs: "JobService", outcomes: "Outcomes", webhooks: "WebhookService
                 step=outcomes.sweep, every=OUTCOME_SWEEP_SECONDS),
         Service("webhooks", REPLICA, "Delivers native webhooks from the outbox (row claims with a lease)",
                 step=webhooks.dispatch_due, every=1.0, wake=webhooks.woken, drains=True, close=webhooks.close),
+        Service("prefect-made-runs", REPLICA, "Runs made in Prefect on the browse deployment (UI, CLI, schedules) become jobs",
+                handle=made.on_event, accepts=made.concerns),
+        Service("prefect-made-runs-sweep", CLUSTER, "Prefect-made runs of browse the events missed become jobs",
+                step=made.sweep, every=PREFECT_MADE_SWEEP_SECONDS),
         Service("retention", CLUSTER, "Deletes jobs whose results are past SOJOURN_RESULT_RETENTION_SECONDS",
-                step=jobs.retention.step, every=jobs.retention.every),
+                step=retention.step, every=retention.every),
         # ---- scrape jobs
         Service("scrape-events", REPLICA, "Ingests a target's results when it ends, and the job's when the job ends",
                 handle=scrape.jobs.on_event),

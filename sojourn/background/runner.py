@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sojourn.background.cancelling import cancel_all
 from sojourn.store.clock import aware, utcnow
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from sojourn.services.events import EventHub
 
 log = logging.getLogger("sojourn.services")
+STOP_SECONDS = 5.0  # how long the loops get to end once cancelled; one that does not is left behind, named in the log
 
 
 class Scope(str, enum.Enum):
@@ -126,9 +128,7 @@ class Runner:
         log.debug("background services here: %s", ", ".join(s.name for s in mine))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks, within=STOP_SECONDS, what="services")
         self._tasks.clear()
         for s in self.services:
             if s.close is not None:

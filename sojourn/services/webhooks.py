@@ -4,7 +4,8 @@ Delivery is an outbox in the facade database. When a job ends, one row per
 matching webhook is written (its id is the event id the receiver sees, and is
 derived from webhook + job + event, so writing it twice is harmless). A
 delivery service in every process that runs services claims due rows with a lease, POSTs
-them, and on failure schedules the next attempt with exponential backoff.
+them, and on failure schedules the next attempt with exponential backoff (the shared outbox,
+:mod:`sojourn.services.outbox`; 2xx is delivered, anything else is retried).
 A row written before a restart is still delivered after it; a job that ended
 while no API process was running is found by the outcome sweep
 (:mod:`sojourn.services.outcomes`) and gets its rows then.
@@ -23,22 +24,20 @@ import json
 import logging
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from sojourn.services.errors import ServiceError
-from sojourn.browser.url_policy import check_host
+from sojourn.services.service_error import ServiceError
+from sojourn.services.outbox import Outbox, Rules, attempts_of
 from sojourn.local_secrets import fernet
-from sojourn.services.refreshed import Refreshed
+from sojourn.services.stale_while_revalidate import Refreshed
 from sojourn.settings import Settings
 from sojourn.store.clock import aware, utcnow
 from sojourn.store.db import owned, session
+from sojourn.store.deliveries import DeliveryAttempt, DeliveryColumns
 from sojourn.store.webhooks import Webhook, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -51,8 +50,25 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def signed_headers(row: DeliveryColumns, secret: str | None, user_agent: str, **extra: str) -> dict[str, str]:
+    """The headers of a Sojourn-signed POST of an outbox row (native webhooks, Task Engine callbacks): its stable
+    event id to deduplicate on, when and which attempt, and the HMAC of the body when there is a secret."""
+    headers = {"Content-Type": "application/json", "User-Agent": user_agent, **extra, "X-Sojourn-Event-Id": row.id,
+               "X-Sojourn-Timestamp": str(int(utcnow().timestamp())), "X-Sojourn-Attempt": str(row.attempts + 1)}
+    if secret:
+        headers["X-Sojourn-Signature"] = sign(secret, row.payload.encode())
+    return headers
+
+
 def event_id(webhook_id: str, job_id: str, event: str) -> str:
     return "evt_" + uuid.uuid5(_NAMESPACE, f"{webhook_id}/{job_id}/{event}").hex
+
+
+def delivery_rules(settings: Settings) -> Rules[WebhookDelivery]:
+    """2xx is delivered; anything else is tried again, SOJOURN_WEBHOOK_MAX_ATTEMPTS times in all,
+    SOJOURN_WEBHOOK_RETRY_SECONDS doubling (at most 10 minutes) apart."""
+    return Rules(kind="webhook", lease=settings.outbox_lease_seconds, model=WebhookDelivery, timeout=settings.webhook_timeout,
+                 max_attempts=lambda _row: settings.webhook_max_attempts, first_delay=settings.webhook_retry_seconds)
 
 
 class WebhookService:
@@ -60,7 +76,7 @@ class WebhookService:
         self.settings = settings
         self.box = fernet(settings)
         self.woken = asyncio.Event()
-        self.http: httpx.AsyncClient | None = None
+        self.outbox: Outbox[WebhookDelivery] = Outbox(settings.database_location, delivery_rules(settings))
         # Owners with at least one webhook, read at most every few seconds: most jobs end with nobody to tell.
         self._owners: Refreshed[set[str]] = Refreshed(lambda: asyncio.to_thread(self._read_owners), every=5.0)
 
@@ -121,6 +137,14 @@ class WebhookService:
             q = select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id).order_by(WebhookDelivery.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
             return list(db.exec(q))
 
+    def deliveries_with_attempts(self, webhook_id: str, owner: str | None, limit: int = 100) -> tuple[list[WebhookDelivery], dict[str, list[DeliveryAttempt]]]:
+        """The delivery log, and each delivery's attempts in the order made."""
+        rows = self.deliveries(webhook_id, owner, limit)
+        attempts: dict[str, list[DeliveryAttempt]] = {}
+        for a in attempts_of(self.settings.database_location, "webhook", [r.id for r in rows]):
+            attempts.setdefault(a.delivery_id, []).append(a)
+        return rows, attempts
+
     # -------------------------------------------------------------- outbox
     def enqueue(self, owner: str, job_id: str, event: str, data: dict[str, Any], ended_at: datetime | None) -> int:
         """Owe this event to every webhook of ``owner`` that wants it (and existed when the job ended)."""
@@ -136,7 +160,8 @@ class WebhookService:
             payload = {"id": eid, "event": event, "timestamp": (ended_at or utcnow()).isoformat().replace("+00:00", "Z"), "data": data}
             try:
                 with session(self.settings.database_location) as db:
-                    db.add(WebhookDelivery(id=eid, webhook_id=hook.id, owner=owner, event=event, job_id=job_id, payload=json.dumps(payload, default=str)))
+                    db.add(WebhookDelivery(id=eid, webhook_id=hook.id, owner=owner, event=event, job_id=job_id, url=hook.url,
+                                           payload=json.dumps(payload, default=str)))
                     db.commit()
                 made += 1
             except IntegrityError:
@@ -147,94 +172,23 @@ class WebhookService:
 
     # -------------------------------------------------------------- delivery (the ``webhooks`` service)
     async def close(self) -> None:
-        if self.http is not None:
-            await self.http.aclose()
-            self.http = None
-
-    def _claim(self, limit: int = 20) -> list[WebhookDelivery]:
-        """Due rows, each leased to this process for a minute (another process skips them meanwhile)."""
-        now = utcnow()
-        lease = now + timedelta(seconds=60 + self.settings.webhook_timeout)
-        claimed: list[WebhookDelivery] = []
-        with session(self.settings.database_location) as db:
-            due = list(db.exec(
-                select(WebhookDelivery).where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)  # type: ignore[arg-type]
-                .order_by(WebhookDelivery.next_attempt_at).limit(limit)  # type: ignore[arg-type]
-            ))
-            for row in due:
-                result = db.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id == row.id, WebhookDelivery.next_attempt_at == row.next_attempt_at, WebhookDelivery.status == "pending")  # type: ignore[arg-type]
-                    .values(next_attempt_at=lease)
-                )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(row)
-            db.commit()
-        return claimed
+        await self.outbox.close()
 
     async def dispatch_due(self) -> int:
-        if self.http is None:
-            self.http = httpx.AsyncClient(timeout=self.settings.webhook_timeout, follow_redirects=False)
-        rows = self._claim()
+        rows = await self.outbox.claim()
         if rows:
             await asyncio.gather(*(self._deliver(r) for r in rows))
         return len(rows)
 
     async def _deliver(self, row: WebhookDelivery) -> None:
-        with session(self.settings.database_location) as db:
-            hook = db.get(Webhook, row.webhook_id)
+        hook = await asyncio.to_thread(self._hook, row.webhook_id)
         if hook is None:  # deleted since: nothing to deliver to
-            self._finish(row.id, status="failed", error="webhook deleted")
+            await self.outbox.fail(row, "webhook deleted")
             return
         secret = self.box.decrypt(hook.secret_encrypted.encode()).decode()
-        body = row.payload.encode()
-        attempt = row.attempts + 1
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "Sojourn-Webhooks/1",
-            "X-Sojourn-Signature": sign(secret, body),
-            "X-Sojourn-Event": row.event,
-            "X-Sojourn-Event-Id": row.id,
-            "X-Sojourn-Timestamp": str(int(utcnow().timestamp())),
-            "X-Sojourn-Attempt": str(attempt),
-        }
-        code: int | None = None
-        error: str | None = None
-        decision = await check_host(urlsplit(hook.url).hostname or "")
-        if not decision.allowed:  # the same URL policy as job browsers: no deliveries into the private network
-            self._finish(row.id, status="failed", attempts=attempt, error=f"blocked by the URL policy: {decision.reason}")
-            return
-        try:
-            assert self.http is not None
-            response = await self.http.post(hook.url, content=body, headers=headers)
-            code = response.status_code
-            if 200 <= code < 300:
-                self._finish(row.id, status="delivered", code=code, attempts=attempt)
-                return
-            error = f"receiver answered {code}"
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-        if attempt >= self.settings.webhook_max_attempts:
-            log.warning("webhook %s: giving up on %s after %d attempts (%s)", hook.id, row.id, attempt, error)
-            self._finish(row.id, status="failed", code=code, attempts=attempt, error=error)
-            return
-        delay = min(self.settings.webhook_retry_seconds * 2 ** (attempt - 1), 600)
-        self._finish(row.id, status="pending", code=code, attempts=attempt, error=error, next_at=utcnow() + timedelta(seconds=delay))
+        headers = signed_headers(row, secret, "Sojourn-Webhooks/1", **{"X-Sojourn-Event": row.event})
+        await self.outbox.send(row, row.payload.encode(), headers)
 
-    def _finish(self, delivery_id: str, *, status: str, code: int | None = None, attempts: int | None = None,
-                error: str | None = None, next_at: datetime | None = None) -> None:
+    def _hook(self, webhook_id: str) -> Webhook | None:
         with session(self.settings.database_location) as db:
-            row = db.get(WebhookDelivery, delivery_id)
-            if row is None:
-                return
-            row.status = status
-            row.last_status_code = code
-            row.last_error = error
-            if attempts is not None:
-                row.attempts = attempts
-            if status == "delivered":
-                row.delivered_at = utcnow()
-            if next_at is not None:
-                row.next_attempt_at = next_at
-            db.add(row)
-            db.commit()
+            return db.get(Webhook, webhook_id)

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlmodel import Field, SQLModel
 
 from sojourn.store.clock import utcnow
+from sojourn.store.deliveries import DeliveryColumns
 
 
 class FastlaneTask(SQLModel, table=True):
@@ -74,23 +75,15 @@ class FastlaneExecution(SQLModel, table=True):
     run_at: datetime | None = None
 
 
-class FastlaneHookDelivery(SQLModel, table=True):
-    """The outbox of fastlane webhooks: one row per (execution, event, hook), written when the execution ends."""
+class FastlaneHookDelivery(DeliveryColumns, table=True):
+    """The outbox of fastlane webhooks: one row per (execution, event, hook), written when the execution ends; its
+    id is derived from execution + event + hook index."""
 
     __tablename__ = "fastlane_hook_deliveries"
 
-    id: str = Field(primary_key=True, description="derived from execution + event + hook index: writing it twice is harmless")
     owner: str = Field(index=True)
     execution_id: str = Field(index=True)
     job_id: str
     event: str
-    url: str
     headers: str = "{}"
     retries: int = 0
-    payload: str
-    status: str = Field(default="pending", index=True, description="pending | delivered | failed")
-    attempts: int = 0
-    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
-    last_status_code: int | None = None
-    last_error: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)

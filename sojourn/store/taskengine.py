@@ -13,6 +13,7 @@ from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from sojourn.store.clock import utcnow
+from sojourn.store.deliveries import DeliveryColumns
 
 
 class TaskEngineSetting(SQLModel, table=True):
@@ -57,20 +58,13 @@ class TaskEngineJob(SQLModel, table=True):
     ended_noticed: bool = Field(default=False, description="its job callback is in the outbox")
 
 
-class TaskEngineCallback(SQLModel, table=True):
-    """The callback outbox: one row per (job, URL, event), delivered at least once with retries."""
+class TaskEngineCallback(DeliveryColumns, table=True):
+    """The callback outbox: one row per (job, URL, event), delivered at least once with retries. Its id is the
+    stable event id X-Sojourn-Event-Id."""
 
     __tablename__ = "taskengine_callbacks"
 
-    id: str = Field(primary_key=True, description="stable event id: X-Sojourn-Event-Id")
     seq: int = Field(index=True)
-    url: str
-    payload: str
-    status: str = Field(default="pending", index=True, description="pending | delivered | failed")
-    attempts: int = 0
-    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
-    last_error: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
     ordinal: int | None = Field(default=None, description="order within the job: task n's start 2n, its end 2n+1, the job callback last")
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlmodel import Field, SQLModel
 
 from sojourn.store.clock import utcnow
+from sojourn.store.deliveries import DeliveryColumns
 
 
 class Webhook(SQLModel, table=True):
@@ -22,21 +23,13 @@ class Webhook(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class WebhookDelivery(SQLModel, table=True):
-    """The outbox: one row per (webhook, event), made before the first attempt, so a restart loses none."""
+class WebhookDelivery(DeliveryColumns, table=True):
+    """The outbox: one row per (webhook, event), made before the first attempt, so a restart loses none. Its id is
+    the event id the receiver sees (X-Sojourn-Event-Id)."""
 
     __tablename__ = "webhook_deliveries"
 
-    id: str = Field(primary_key=True, description="the event id the receiver sees (X-Sojourn-Event-Id)")
     webhook_id: str = Field(index=True)
     owner: str = Field(index=True)
     event: str
     job_id: str = Field(index=True)
-    payload: str
-    status: str = Field(default="pending", index=True, description="pending | delivered | failed")
-    attempts: int = 0
-    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
-    last_status_code: int | None = None
-    last_error: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    delivered_at: datetime | None = None

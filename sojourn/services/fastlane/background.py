@@ -9,8 +9,8 @@
   idempotency key Prefect's scheduler uses (one run per firing whoever makes it); the claim of the firing is a
   conditional update, so it fires once whatever runs it. Each run is adopted as one execution;
   ``fastlane-cron-events`` and ``fastlane-cron-sweep`` adopt the runs Prefect's scheduler made.
-- ``fastlane-hooks`` (:func:`deliver`): the webhook outbox, with fastlane's body, per-hook headers and retries,
-  5, 10, 20 … s apart.
+- ``fastlane-hooks`` (:func:`deliver`): the shared outbox (:mod:`sojourn.services.outbox`) with fastlane's body,
+  per-hook headers and retries, 5, 10, 20 … s apart; a status up to 399 is delivered, as in fastlane.
 
 Their database reads and writes run in threads, off the API's event loop.
 """
@@ -22,18 +22,15 @@ import json
 import logging
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from sojourn.browser.url_policy import check_host
 from sojourn.services.fastlane.cron import next_firing
-from sojourn.services.fastlane.service import FastlaneService, iso
+from sojourn.services.fastlane.service import FastlaneService
 from sojourn.store.clock import aware, utcnow
 from sojourn.store.db import session
-from sojourn.store.fastlane import FastlaneExecution, FastlaneHookDelivery, FastlaneJob
+from sojourn.store.fastlane import FastlaneHookDelivery, FastlaneJob
 
 log = logging.getLogger(__name__)
 
@@ -84,85 +81,13 @@ async def fire_due(svc: FastlaneService) -> None:
 
 
 async def deliver(svc: FastlaneService) -> int:
-    """One round: the due hooks, sent side by side; how many."""
-    if svc.http is None:
-        svc.http = httpx.AsyncClient(timeout=svc.settings.fastlane_webhook_timeout, follow_redirects=False)
-    rows = await asyncio.to_thread(_claim, svc)
+    """One round of the shared outbox: the due hooks, sent side by side, each attempt recorded as a row (read back
+    as the execution's ``webhookDispatch``); how many."""
+    rows = await svc.hooks.claim()
     if rows:
-        await asyncio.gather(*(_send(svc, svc.http, r) for r in rows))
+        await asyncio.gather(*(svc.hooks.send(r, r.payload.encode(), _headers(r)) for r in rows))
     return len(rows)
 
 
-def _claim(svc: FastlaneService, limit: int = 20) -> list[FastlaneHookDelivery]:
-    now = utcnow()
-    lease = now + timedelta(seconds=60)
-    out = []
-    with session(svc.db) as db:
-        due = list(db.exec(select(FastlaneHookDelivery).where(FastlaneHookDelivery.status == "pending", col(FastlaneHookDelivery.next_attempt_at) <= now)
-                           .order_by(col(FastlaneHookDelivery.next_attempt_at)).limit(limit)))
-        for row in due:
-            r = db.execute(update(FastlaneHookDelivery).where(col(FastlaneHookDelivery.id) == row.id, col(FastlaneHookDelivery.status) == "pending",
-                                                              col(FastlaneHookDelivery.next_attempt_at) == row.next_attempt_at)
-                           .values(next_attempt_at=lease))
-            if r.rowcount == 1:  # type: ignore[attr-defined]
-                out.append(row)
-        db.commit()
-    return out
-
-
-async def _send(svc: FastlaneService, http: httpx.AsyncClient, row: FastlaneHookDelivery) -> None:
-    attempt = row.attempts + 1
-    headers = {"Content-Type": "application/json", **{str(k): str(v) for k, v in json.loads(row.headers or "{}").items()}}
-    code: int | None = None
-    error: str | None = None
-    decision = await check_host(urlsplit(row.url).hostname or "")
-    if not decision.allowed:
-        error = f"blocked by the URL policy: {decision.reason}"
-        attempt = row.retries + 1  # no point in trying again
-    else:
-        try:
-            response = await http.post(row.url, content=row.payload.encode(), headers=headers)
-            code = response.status_code
-            if code > 399:
-                error = f"receiver answered {code}"
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-    await asyncio.to_thread(_settle, svc, row, attempt, code, error)
-
-
-def _settle(svc: FastlaneService, row: FastlaneHookDelivery, attempt: int, code: int | None, error: str | None) -> None:
-    _record(svc, row, attempt, code, error)
-    with session(svc.db) as db:
-        r = db.get(FastlaneHookDelivery, row.id)
-        if r is None:
-            return
-        r.attempts, r.last_status_code, r.last_error = attempt, code, error
-        if error is None:
-            r.status = "delivered"
-        elif attempt > r.retries:
-            r.status = "failed"
-        else:
-            r.next_attempt_at = utcnow() + timedelta(seconds=5 * 2 ** (attempt - 1))  # 5, 10, 20 … s
-        db.add(r)
-        db.commit()
-
-
-def _record(svc: FastlaneService, row: FastlaneHookDelivery, attempt: int, code: int | None, error: str | None) -> None:
-    """``webhookDispatch`` in the execution's metadata: one entry per attempt. Deliveries of one execution settle
-    side by side, in this process and others: the append is a compare-and-set on the metadata as it was read,
-    tried again when another append got in first, so no entry is lost."""
-    entry = {"timestamp": iso(utcnow()), "url": row.url, "event": row.event, "attempt": attempt, "statusCode": code, "error": error}
-    for _ in range(50):
-        with session(svc.db) as db:
-            ex = db.get(FastlaneExecution, row.execution_id)
-            if ex is None:
-                return
-            before = ex.metadata_json
-            meta = json.loads(before or "{}")
-            meta.setdefault("webhookDispatch", []).append(entry)
-            done = db.execute(update(FastlaneExecution).where(col(FastlaneExecution.id) == ex.id, col(FastlaneExecution.metadata_json) == before)
-                              .values(metadata_json=json.dumps(meta)))
-            db.commit()
-            if done.rowcount == 1:  # type: ignore[attr-defined]
-                return
-    log.warning("fastlane hooks: could not record attempt %d of %s on %s", attempt, row.event, row.execution_id)
+def _headers(row: FastlaneHookDelivery) -> dict[str, str]:
+    return {"Content-Type": "application/json", **{str(k): str(v) for k, v in json.loads(row.headers or "{}").items()}}

@@ -21,13 +21,12 @@ import asyncio
 import json
 import logging
 import uuid
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 import httpx
 from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentScheduleUpdate, DeploymentUpdate
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterExpectedStartTime
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.exceptions import ObjectNotFound
@@ -36,7 +35,8 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from sojourn.services.errors import ServiceError
+from sojourn.services.deployment_firings import AdoptsTaggedRuns, due_runs, not_due_yet, run_of_firing
+from sojourn.services.service_error import ServiceError
 from sojourn.services.fastlane import commands
 from sojourn.services.ledger import tags_of
 from sojourn.store.clock import aware, utcnow
@@ -44,15 +44,30 @@ from sojourn.store.db import session
 from sojourn.store.fastlane import FastlaneExecution, FastlaneJob
 
 if TYPE_CHECKING:
-    from sojourn.services.fastlane.service import FastlaneService
+    from sojourn.services.jobs import JobService
+    from sojourn.services.job_view import JobView
     from sojourn.services.principals import Principal
+
+
+class Executions(Protocol):
+    """What the cron schedules need of the fastlane service (:class:`~.service.FastlaneService`), which owns the
+    executions' life cycle: the schedules make a firing's run and adopt it; the service follows it from there."""
+
+    jobs: "JobService"
+
+    def spec_of(self, job: FastlaneJob, payload: dict[str, Any] | None = None) -> Any: ...
+
+    def by_ledger_job(self, ledger_job_id: str) -> FastlaneExecution | None: ...
+
+    async def finish(self, ex: FastlaneExecution, status: str, *, exit_code: int | None, log: str, error: str,
+                     started_at: datetime | None = None, finished_at: datetime | None = None) -> bool: ...
+
+    async def follow(self, ex: FastlaneExecution, view: "JobView") -> FastlaneExecution: ...
 
 log = logging.getLogger(__name__)
 
 SCHEDULE_TAG = "sojourn-schedule"  # on a cron deployment's runs until they are adopted (then: "sojourn")
 CRON_TAG = "fastlane-cron"  # fastlane-cron:<job id> on the deployment and its runs
-DUE_WITHIN = timedelta(seconds=15)  # a scheduled run this close to its start is adopted
-SWEEP_BACK = timedelta(days=2)  # runs that came due while no API ran, this far back, are adopted by the sweep
 SWEEP_SECONDS = 10.0
 
 
@@ -64,8 +79,10 @@ def job_of(run: FlowRun) -> str | None:
     return next((t[len(CRON_TAG) + 1:] for t in run.tags or [] if t.startswith(CRON_TAG + ":")), None)
 
 
-class CronSchedules:
-    def __init__(self, svc: FastlaneService) -> None:
+class CronSchedules(AdoptsTaggedRuns):
+    TAG_PREFIX = CRON_TAG
+
+    def __init__(self, svc: Executions) -> None:
         self.svc = svc
         self.settings = svc.settings
         self.db = svc.db
@@ -96,7 +113,7 @@ class CronSchedules:
             spec = self.svc.spec_of(job)
         except commands.CommandError:
             return
-        type(self.svc.jobs)._within_allow_list(spec, principal)
+        type(self.svc.jobs).within_allow_list(spec, principal)
 
     def tags(self, job: FastlaneJob) -> list[str]:
         return [SCHEDULE_TAG, f"owner:{job.owner}", "dialect:fastlane", f"fastlane-task:{job.task_id[:200]}",
@@ -170,20 +187,11 @@ class CronSchedules:
 
     # ------------------------------------------------------------------ firing
     async def fire(self, job: FastlaneJob, firing: datetime) -> FastlaneExecution | None:
-        """The run of this firing, with the idempotency key Prefect's scheduler gives it (one run, whoever makes it)."""
-        from prefect.server.schemas.schedules import CronSchedule as ServerCron
-        from prefect.states import Scheduled
-
+        """The run of this firing, made by Prefect (one run, whoever asks: :mod:`sojourn.services.deployment_firings`)."""
         dep_id = job.deployment_id or await self.save(job)
-        schedules = await self.client.read_deployment_schedules(UUID(dep_id))
-        if not schedules:
+        run = await run_of_firing(self.client, dep_id, firing)
+        if run is None:
             return None
-        date = next(ServerCron(cron=str(job.cron), timezone="UTC")._get_dates_generator(n=1, start=firing - timedelta(seconds=1)))
-        params = await asyncio.to_thread(self.parameters, job)
-        run = await self.client.create_flow_run_from_deployment(
-            UUID(dep_id), parameters={"spec": params}, tags=self.tags(job), state=Scheduled(scheduled_time=firing),
-            idempotency_key=f"scheduled {dep_id} {schedules[0].id} {date}",
-        )
         return await self.adopt(run, force=True)
 
     # ------------------------------------------------------------------ adoption
@@ -220,7 +228,7 @@ class CronSchedules:
             self._remember(run_id)
             return None
         waiting = run.state_type in (StateType.SCHEDULED, StateType.PENDING)
-        if not force and run.state_type == StateType.SCHEDULED and run.expected_start_time and aware(run.expected_start_time) > utcnow() + DUE_WITHIN:  # type: ignore[operator]
+        if not force and not_due_yet(run):
             return None  # not due yet
         job = await asyncio.to_thread(self._job, job_id)
         if job is None or job.stopped or not job.cron or job.deployment_id != (str(run.deployment_id) if run.deployment_id else None):
@@ -279,16 +287,6 @@ class CronSchedules:
             return ex
 
     # ------------------------------------------------------------------ background (``fastlane-cron-events``, ``fastlane-cron-sweep``)
-    @staticmethod
-    def concerns(item: dict[str, Any]) -> bool:
-        return item["event"].startswith("prefect.flow-run.") and any(t.startswith(CRON_TAG + ":") for t in item.get("tags") or [])
-
-    async def on_event(self, item: dict[str, Any]) -> None:
-        """A flow-run event of a cron deployment's run: adopt the run as it comes due (or starts)."""
-        resource = str((item.get("resource") or {}).get("prefect.resource.id", ""))
-        if resource.startswith("prefect.flow-run."):
-            await self.consider(resource[len("prefect.flow-run."):])
-
     async def sweep_once(self) -> int:
         """Runs of cron deployments that came due (in the last two days) and are no executions yet: adopt them."""
         def deployments() -> list[str]:
@@ -296,15 +294,9 @@ class CronSchedules:
                 return [d for d in db.exec(select(FastlaneJob.deployment_id).where(
                     FastlaneJob.deployment_id != None, FastlaneJob.stopped == False)).all() if d]  # noqa: E711,E712
 
-        ids = await asyncio.to_thread(deployments)
         n = 0
-        for i in range(0, len(ids), 100):
-            now = utcnow()
-            flt = FlowRunFilter(
-                deployment_id=FlowRunFilterDeploymentId(any_=[UUID(d) for d in ids[i:i + 100]]),
-                expected_start_time=FlowRunFilterExpectedStartTime(after_=now - SWEEP_BACK, before_=now + DUE_WITHIN),
-            )
-            for run in await self.client.read_flow_runs(flow_run_filter=flt, limit=200):
+        async for runs in due_runs(self.client, await asyncio.to_thread(deployments)):
+            for run in runs:
                 if str(run.id) in self._known:
                     continue
                 if await self.adopt(run) is not None:

@@ -19,16 +19,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-import httpx
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import col, select
 
-from sojourn.errors import parse_error
-from sojourn.services.errors import ServiceError
+from sojourn.job_errors import parse_error
+from sojourn.services.service_error import ServiceError
 from sojourn.services.fastlane import commands
+from sojourn.services.fastlane.schedules import CronSchedules
 from sojourn.services.jobs import JobService, NewJob
+from sojourn.services.outbox import Outbox, Rules, attempts_of
 from sojourn.services.principals import Principal
-from sojourn.services.views import JobView
+from sojourn.services.job_view import JobView
 from sojourn.settings import Settings
 from sojourn.store.clock import aware, utcnow
 from sojourn.store.db import session
@@ -72,6 +73,13 @@ class Enqueued:
     execution: FastlaneExecution | None
 
 
+def hook_rules(settings: Settings) -> Rules[FastlaneHookDelivery]:
+    """As fastlane does: a hook is delivered unless it answers above 399 (a 3xx counts), and is tried 1 + its
+    ``retries`` times, 5, 10, 20 … s apart (here never more than 10 minutes)."""
+    return Rules(kind="fastlane", lease=settings.outbox_lease_seconds, model=FastlaneHookDelivery, timeout=settings.fastlane_webhook_timeout,
+                 max_attempts=lambda row: row.retries + 1, first_delay=5.0, delivered=lambda code: code <= 399)
+
+
 class FastlaneService:
 
     def __init__(self, settings: Settings, jobs: JobService) -> None:
@@ -79,94 +87,32 @@ class FastlaneService:
         self.jobs = jobs
         self.db = settings.database_location
         self.hooks_woken = asyncio.Event()  # wakes the fastlane-hooks service
-        self.http: httpx.AsyncClient | None = None  # its client, made on its first round
-        from sojourn.services.fastlane.schedules import CronSchedules
-
+        self.hooks: Outbox[FastlaneHookDelivery] = Outbox(self.db, hook_rules(settings))
         self.schedules = CronSchedules(self)
 
     async def close(self) -> None:
         """The hook deliveries' HTTP client (``fastlane-hooks``), when the service stops."""
-        if self.http is not None:
-            await self.http.aclose()
-            self.http = None
+        await self.hooks.close()
+
+    def dispatch_logs(self, execution_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """``webhookDispatch`` of each execution: one entry per attempt at one of its hooks, in the order made."""
+        with session(self.db) as db:
+            hooks = {h.id: h for h in db.exec(select(FastlaneHookDelivery).where(col(FastlaneHookDelivery.execution_id).in_(execution_ids)))} if execution_ids else {}
+        logs: dict[str, list[dict[str, Any]]] = {}
+        for a in attempts_of(self.db, "fastlane", list(hooks)):
+            hook = hooks[a.delivery_id]
+            logs.setdefault(hook.execution_id, []).append(
+                {"timestamp": iso(a.at), "url": a.url, "event": hook.event, "attempt": a.attempt, "statusCode": a.status_code, "error": a.error})
+        return logs
 
     # ------------------------------------------------------------------ enqueue
-    def validate(self, body: Any) -> dict[str, Any]:
-        """The payload checks fastlane makes, with its messages; returns the normalized options."""
-        if not isinstance(body, dict):
-            raise InputError("Failed to enqueue task because JSON body could not be parsed.")
-        image, command = body.get("image"), body.get("command")
-        if not image or not command or not isinstance(image, str) or not isinstance(command, str):
-            raise InputError("image and command must be filled in the request.")
-        given = [k for k in ("startAt", "startIn", "cron") if body.get(k) is not None]
-        if len(given) > 1:
-            raise InputError("Only ONE of 'startAt', 'startIn' and 'cron' should be in the request.")
-        opts: dict[str, Any] = {
-            "envs": body.get("envs") or {},
-            "custom": body.get("metadata") or {},
-            "retries": body.get("retries", 0) or 0,
-            "expiration": body.get("expiration"),
-            "timeout": body.get("timeout"),
-            "webhooks": body.get("webhooks") or {},
-            "notify": body.get("notify") or {},
-            "additionalDNSEntries": body.get("additionalDNSEntries") or [],
-        }
-        try:
-            commands.dns_hosts(opts["additionalDNSEntries"])
-        except ValueError as exc:
-            raise InputError(f"additionalDNSEntries: {exc}.") from None
-        if not isinstance(opts["envs"], dict):
-            raise InputError("envs must be an object of names to values.")
-        if not isinstance(opts["custom"], dict):
-            raise InputError("metadata must be an object.")
-        try:
-            opts["retries"] = int(opts["retries"])
-            if opts["retries"] < 0:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise InputError("retries must be a non-negative integer.") from None
+    async def enqueue(self, principal: Principal, task_id: str, options: dict[str, Any], request_ip: str | None, job_id: str | None = None) -> Enqueued:
+        """POST (``job_id`` None: a new job) or PUT (create or update that job, and reschedule it). ``options``: the
+        request as the API parsed it (``api/dialects/fastlane/requests.py``); retries and timeout are capped here."""
+        opts = dict(options)
         opts["retries"] = min(opts["retries"], max(self.settings.max_retries, 0))
-        for name in ("expiration", "timeout"):
-            if opts[name] is not None:
-                try:
-                    opts[name] = float(opts[name])
-                    if opts[name] <= 0 and name == "timeout":
-                        raise ValueError
-                except (TypeError, ValueError):
-                    raise InputError(f"{name} must be a positive number of seconds.") from None
         if opts["timeout"] is not None:
             opts["timeout"] = min(opts["timeout"], self.settings.max_job_timeout)
-        if not isinstance(opts["webhooks"], dict):
-            raise InputError("webhooks must be an object with succeeds, fails and finishes lists.")
-        for event, hooks in opts["webhooks"].items():
-            if event not in ("succeeds", "fails", "finishes") or not isinstance(hooks, list) or not all(
-                    isinstance(h, dict) and isinstance(h.get("url"), str) for h in hooks):
-                raise InputError(f"webhooks.{event} must be a list of {{url, headers, retries}} (events: succeeds, fails, finishes).")
-        if body.get("startIn") is not None:
-            try:
-                opts["run_at"] = utcnow() + commands.parse_start_in(body["startIn"])
-            except ValueError:
-                raise InputError("startIn must be a duration like 2h30m50s (h, m and s in that order).") from None
-            opts["startIn"] = body["startIn"]
-        if body.get("startAt") is not None:
-            try:
-                opts["run_at"] = commands.parse_start_at(body["startAt"])
-            except (TypeError, ValueError, OverflowError, OSError):
-                raise InputError("startAt must be a unix timestamp in seconds.") from None
-            opts["startAt"] = body["startAt"]
-        if body.get("cron") is not None:
-            from sojourn.services.fastlane.cron import next_firing
-
-            try:
-                next_firing(str(body["cron"]), utcnow())
-            except ValueError as exc:
-                raise InputError(f"cron is not a valid cron expression: {exc}") from None
-            opts["cron"] = str(body["cron"])
-        return {"image": image, "command": command, **opts}
-
-    async def enqueue(self, principal: Principal, task_id: str, body: Any, request_ip: str | None, job_id: str | None = None) -> Enqueued:
-        """POST (``job_id`` None: a new job) or PUT (create or update that job, and reschedule it)."""
-        opts = self.validate(body)
         run_at = opts.pop("run_at", None)
         payload = {k: v for k, v in opts.items() if k not in ("image", "command")}
         now = utcnow()
@@ -303,21 +249,22 @@ class FastlaneService:
         return job
 
     def executions(self, job: FastlaneJob, limit: int | None = None) -> list[FastlaneExecution]:
-        """Newest first."""
+        """The job's executions, newest first; one waiting for its start time is not one yet (see :func:`is_due`)."""
         with session(self.db) as db:
-            q = select(FastlaneExecution).where(FastlaneExecution.job_id == job.id).order_by(col(FastlaneExecution.created_at).desc())
+            q = (select(FastlaneExecution).where(FastlaneExecution.job_id == job.id, is_due(utcnow()))
+                 .order_by(col(FastlaneExecution.created_at).desc()))
             if limit:
                 q = q.limit(limit)
             return list(db.exec(q))
 
     def execution_count(self, job: FastlaneJob) -> int:
         with session(self.db) as db:
-            return db.exec(select(func.count()).select_from(FastlaneExecution).where(FastlaneExecution.job_id == job.id)).one()
+            return db.exec(select(func.count()).select_from(FastlaneExecution).where(FastlaneExecution.job_id == job.id, is_due(utcnow()))).one()
 
     def execution(self, job: FastlaneJob, execution_id: str) -> FastlaneExecution | None:
         with session(self.db) as db:
             ex = db.get(FastlaneExecution, execution_id)
-        return ex if ex is not None and ex.job_id == job.id else None
+        return ex if ex is not None and ex.job_id == job.id and _due(ex, utcnow()) else None
 
     async def current(self, executions: list[FastlaneExecution]) -> list[FastlaneExecution]:
         """The executions as they are now: those still moving are read from their ledger jobs (ending them if they ended)."""
@@ -504,9 +451,23 @@ class FastlaneService:
                 db.commit()
                 db.refresh(row)
                 job = row
-        for ex in self.executions(job):
-            if not ex.final:
-                await self.stop_execution(ex)
+        with session(self.db) as db:
+            moving = list(db.exec(select(FastlaneExecution).where(FastlaneExecution.job_id == job.id, FastlaneExecution.final == False)))  # noqa: E712
+        now = utcnow()
+        for ex in moving:
+            if not _due(ex, now):
+                # Its time has not come: it never becomes an execution (fastlane makes none for a stopped job). The row
+                # goes first, then its run: a sweep that sees the cancelled run end then finds no execution to end.
+                with session(self.db) as db:
+                    gone = db.execute(delete(FastlaneExecution).where(
+                        col(FastlaneExecution.id) == ex.id, col(FastlaneExecution.started_at).is_(None),
+                        col(FastlaneExecution.final) == False)).rowcount  # type: ignore[attr-defined]  # noqa: E712
+                    db.commit()
+                if gone:
+                    await self._cancel_ledger(ex)
+                    continue
+                ex = self._reload(ex.id) or ex  # it started meanwhile: stopped as a running one
+            await self.stop_execution(ex)
         if job.deployment_id:  # the cron's schedule, and the runs it had made ahead, are gone from Prefect
             try:
                 await self.schedules.remove(job)
@@ -561,7 +522,7 @@ class FastlaneService:
             tasks = db.exec(scoped(select(func.count()).select_from(FastlaneTask), FastlaneTask)).one()
             jobs = db.exec(scoped(select(func.count()).select_from(FastlaneJob), FastlaneJob)).one()
             waiting = db.exec(scoped(select(func.count()).select_from(FastlaneExecution).where(
-                col(FastlaneExecution.status).in_(["enqueued", "pulling"]), FastlaneExecution.final == False), FastlaneExecution)).one()  # noqa: E712
+                col(FastlaneExecution.status).in_(["enqueued", "pulling"]), FastlaneExecution.final == False, is_due(utcnow())), FastlaneExecution)).one()  # noqa: E712
             running = list(db.exec(scoped(select(FastlaneExecution).where(FastlaneExecution.status == "running", FastlaneExecution.final == False), FastlaneExecution)))  # noqa: E712
             hooks = db.exec(scoped(select(func.count()).select_from(FastlaneHookDelivery).where(FastlaneHookDelivery.status == "pending"), FastlaneHookDelivery)).one()
             scheduled = list(db.exec(scoped(select(FastlaneJob).where(FastlaneJob.scheduled == True, FastlaneJob.stopped == False), FastlaneJob)))  # noqa: E712
@@ -571,6 +532,18 @@ class FastlaneService:
                 "scheduled": [(j, aware(j.next_run_at) or aware(pending_at.get(j.id))) for j in scheduled]}
 
 
+def is_due(now: datetime) -> Any:
+    """SQL: the execution is one in fastlane's sense. A job scheduled for later (``startIn``/``startAt``) has no
+    execution until its time comes; Sojourn makes its row (and ledger job) up front, and shows it from then on."""
+    return or_(col(FastlaneExecution.run_at).is_(None), col(FastlaneExecution.run_at) <= now,
+               col(FastlaneExecution.started_at).is_not(None), col(FastlaneExecution.final))
+
+
+def _due(ex: FastlaneExecution, now: datetime) -> bool:
+    """:func:`is_due` of one execution read already."""
+    return ex.run_at is None or aware(ex.run_at) <= now or ex.started_at is not None or ex.final
+
+
 def _matches(task_id: str, words: list[str]) -> bool:
     import re
 
@@ -578,8 +551,12 @@ def _matches(task_id: str, words: list[str]) -> bool:
     return all(w.lower() in tokens for w in words)
 
 
-def execution_dict(ex: FastlaneExecution, *, with_output: bool = True) -> dict[str, Any]:
-    """fastlane's execution dict (``JobExecution.to_dict``)."""
+def execution_dict(ex: FastlaneExecution, *, with_output: bool = True, dispatch: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """fastlane's execution dict (``JobExecution.to_dict``); ``dispatch``: its hooks' attempts
+    (:meth:`FastlaneService.dispatch_logs`), after any recorded in its metadata before attempts were rows."""
+    metadata = json.loads(ex.metadata_json or "{}")
+    if dispatch:
+        metadata["webhookDispatch"] = [*metadata.get("webhookDispatch", []), *dispatch]
     out: dict[str, Any] = {
         "executionId": ex.id,
         "createdAt": iso(ex.created_at),
@@ -588,7 +565,7 @@ def execution_dict(ex: FastlaneExecution, *, with_output: bool = True) -> dict[s
         "finishedAt": iso(ex.finished_at),
         "image": ex.image,
         "command": ex.command,
-        "metadata": json.loads(ex.metadata_json or "{}"),
+        "metadata": metadata,
         "status": ex.status,
         "exitCode": ex.exit_code,
     }

@@ -6,9 +6,6 @@ from sojourn.services.taskengine.service import (
     VERSION,
     TaskEngine,
     TEJob,
-    check_url,
-    parse_priority,
-    parse_run_at,
 )
 
-__all__ = ["SEVERITIES", "STATES", "VERSION", "TaskEngine", "TEJob", "check_url", "parse_priority", "parse_run_at"]
+__all__ = ["SEVERITIES", "STATES", "VERSION", "TaskEngine", "TEJob"]

@@ -9,8 +9,8 @@ missed, read from Prefect's task runs, then the job callback. Each callback has
 a stable key (the task run's id and start/end), so live and net never owe one
 twice; tasks are numbered 1, 2, ... in ``taskengine_tasks`` as first seen.
 
-A delivery loop in every API process claims due rows with a lease and POSTs
-them, in order per job and URL (``ordinal``: a row waits while an earlier one of
+The shared outbox (:mod:`sojourn.services.outbox`, the ``taskengine-callbacks`` service) claims due rows with a
+lease and POSTs them, in order per job and URL (``ordinal``: a row waits while an earlier one of
 its job is still pending), retrying with exponential backoff
 (``SOJOURN_WEBHOOK_MAX_ATTEMPTS``, ``SOJOURN_WEBHOOK_RETRY_SECONDS``): at least
 once, and a restart loses none. Signed like the native webhooks:
@@ -27,20 +27,17 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, Callable
-from urllib.parse import urlsplit
 from uuid import UUID
 
-import httpx
 from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import TaskRunSort
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
-from sojourn.browser.url_policy import check_host
 from sojourn.services.taskengine.queues import DIALECT_TAG
-from sojourn.services.webhooks import sign
+from sojourn.services.outbox import Outbox, Rules
+from sojourn.services.webhooks import signed_headers
 from sojourn.settings import Settings
 from sojourn.store.clock import aware, utcnow
 from sojourn.store.db import session
@@ -60,6 +57,12 @@ def iso(dt: datetime | None) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+def delivery_rules(settings: Settings) -> Rules[TaskEngineCallback]:
+    """As the native webhooks: 2xx is delivered, else tried again with the same attempts and backoff."""
+    return Rules(kind="taskengine", lease=settings.outbox_lease_seconds, model=TaskEngineCallback, timeout=settings.webhook_timeout, claim_limit=50,
+                 max_attempts=lambda _row: settings.webhook_max_attempts, first_delay=settings.webhook_retry_seconds)
+
+
 class Callbacks:
     def __init__(self, settings: Settings, engine: Any, files: Callable[[Any], list[str]]) -> None:
         self.settings = settings
@@ -67,7 +70,7 @@ class Callbacks:
         self.files = files
         self.url = settings.database_location
         self.woken = asyncio.Event()
-        self._http: httpx.AsyncClient | None = None
+        self.outbox: Outbox[TaskEngineCallback] = Outbox(self.url, delivery_rules(settings))
 
     # ------------------------------------------------------------------ owing
     async def job_ended(self, job_id: str, patient: bool = False) -> bool:
@@ -250,50 +253,29 @@ class Callbacks:
 
     # ------------------------------------------------------------------ delivering (the ``taskengine-callbacks`` service)
     async def deliver(self) -> int:
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.settings.webhook_timeout, follow_redirects=False)
-        return await self.deliver_due(self._http)
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-
-    def _claim(self, limit: int = 50) -> list[TaskEngineCallback]:
-        now = utcnow()
-        lease = now + timedelta(seconds=60 + self.settings.webhook_timeout)
-        claimed = []
-        with session(self.url) as db:
-            due = list(db.exec(select(TaskEngineCallback).where(TaskEngineCallback.status == "pending", TaskEngineCallback.next_attempt_at <= now)
-                               .order_by(col(TaskEngineCallback.next_attempt_at)).limit(limit)))
-            for row in due:
-                result = db.execute(update(TaskEngineCallback).where(
-                    TaskEngineCallback.id == row.id, TaskEngineCallback.next_attempt_at == row.next_attempt_at,  # type: ignore[arg-type]
-                    TaskEngineCallback.status == "pending").values(next_attempt_at=lease))
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(row)
-            db.commit()
-        return claimed
-
-    async def deliver_due(self, http: httpx.AsyncClient) -> int:
-        rows = await asyncio.to_thread(self._claim)
+        """One round of the shared outbox, in order per job and URL: a callback waits while an earlier one of its
+        job to its URL is owed, and once one to a URL fails this round, the later ones to it wait behind it."""
+        rows = await self.outbox.claim()
         if not rows:
             return 0
         secret = (await self.engine.config.read()).callback_secret
-        blocked: dict[str, datetime] = {}  # a URL that failed this round: its later callbacks wait behind it, in order
+        blocked: dict[str, datetime] = {}
         for row in rows:
             if row.url in blocked:
                 blocked[row.url] += timedelta(microseconds=1)
-                await asyncio.to_thread(self._finish, row, "pending", None, next_at=blocked[row.url], count=False)
+                await self.outbox.postpone(row, blocked[row.url])
                 continue
             behind = await asyncio.to_thread(self._earlier_pending, row)
-            if behind is not None:  # an earlier callback of its job to this URL is still owed: after it
-                await asyncio.to_thread(self._finish, row, "pending", None, next_at=behind, count=False)
+            if behind is not None:
+                await self.outbox.postpone(row, behind)
                 continue
-            retry_at = await self._deliver(http, row, secret)
-            if retry_at is not None:
-                blocked[row.url] = retry_at
+            outcome = await self.outbox.send(row, row.payload.encode(), signed_headers(row, secret, "Sojourn-TaskEngine/1"))
+            if outcome.retry_at is not None:
+                blocked[row.url] = outcome.retry_at
         return len(rows)
+
+    async def close(self) -> None:
+        await self.outbox.close()
 
     def _earlier_pending(self, row: TaskEngineCallback) -> datetime | None:
         """When to look at ``row`` again if a callback before it (same job and URL) is not delivered yet, else None."""
@@ -308,48 +290,6 @@ class Callbacks:
             return None
         # Right after it is due (or within 2 s, when it is leased by another process that may deliver it any moment).
         return min(aware(earlier.next_attempt_at), utcnow() + timedelta(seconds=2)) + timedelta(microseconds=1)  # type: ignore[type-var, operator]
-
-    async def _deliver(self, http: httpx.AsyncClient, row: TaskEngineCallback, secret: str | None) -> datetime | None:
-        """POST it; None when done with it (delivered, or given up), else when it is tried again."""
-        body = row.payload.encode()
-        attempt = row.attempts + 1
-        headers = {"Content-Type": "application/json", "User-Agent": "Sojourn-TaskEngine/1", "X-Sojourn-Event-Id": row.id,
-                   "X-Sojourn-Timestamp": str(int(utcnow().timestamp())), "X-Sojourn-Attempt": str(attempt)}
-        if secret:
-            headers["X-Sojourn-Signature"] = sign(secret, body)
-        decision = await check_host(urlsplit(row.url).hostname or "")
-        if not decision.allowed:
-            await asyncio.to_thread(self._finish, row, "failed", f"blocked by the URL policy: {decision.reason}")
-            return None
-        error = None
-        try:
-            response = await http.post(row.url, content=body, headers=headers)
-            if 200 <= response.status_code < 300:
-                await asyncio.to_thread(self._finish, row, "delivered", None)
-                return None
-            error = f"receiver answered {response.status_code}"
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-        if attempt >= self.settings.webhook_max_attempts:
-            await asyncio.to_thread(self._finish, row, "failed", error)
-            return None
-        retry_at = utcnow() + timedelta(seconds=min(self.settings.webhook_retry_seconds * 2 ** (attempt - 1), 600))
-        await asyncio.to_thread(self._finish, row, "pending", error, next_at=retry_at)
-        return retry_at
-
-    def _finish(self, row: TaskEngineCallback, status: str, error: str | None, next_at: datetime | None = None, count: bool = True) -> None:
-        with session(self.url) as db:
-            current = db.get(TaskEngineCallback, row.id)
-            if current is None:
-                return
-            current.status = status
-            if count:
-                current.attempts += 1
-                current.last_error = error
-            if next_at is not None:
-                current.next_attempt_at = next_at
-            db.add(current)
-            db.commit()
 
     async def deliveries(self, seq: int) -> list[TaskEngineCallback]:
         def read() -> list[TaskEngineCallback]:

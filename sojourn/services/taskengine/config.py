@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.store.clock import utcnow
 from sojourn.store.db import session
 from sojourn.store.taskengine import TaskEngineSchedule, TaskEngineSetting

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 from uuid import UUID
 
@@ -41,12 +41,12 @@ from sqlmodel import col, select
 from urllib.parse import urlsplit
 
 from sojourn.browser.url_policy import check_host
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.services.jobs import JobService, NewJob
 from sojourn.services.principals import Principal
 from sojourn.services.taskengine.config import ConfigStore, TaskEngineConfig
 from sojourn.services.taskengine.queues import DIALECT_TAG, SlotController, priority_of_queue, queue_name
-from sojourn.services.views import FINAL_EVENTS, HELD, JobView
+from sojourn.services.job_view import FINAL_EVENTS, HELD, JobView
 from sojourn.settings import Settings
 from sojourn.spec import JobSpec
 from sojourn.store.clock import aware, utcnow
@@ -108,39 +108,6 @@ def te_state(row: TaskEngineJob, view: JobView, now: datetime) -> tuple[str, boo
     if view.state == HELD or (row.run_at is not None and aware(row.run_at) > now):  # type: ignore[operator]
         return "scheduled", False
     return "queued", False
-
-
-def parse_run_at(value: Any, field: str = "run_at") -> datetime | None:
-    """``yyyy-MM-ddTHH:mm:ss.fff`` in UTC (a trailing Z or an offset is fine too); None/"" for none."""
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise bad(f"{field}: expected a UTC date-time like 2030-09-09T14:30:00.000, got {value!r}")
-    try:
-        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise bad(f"{field}: {value!r} is not a date-time in the format yyyy-MM-ddTHH:mm:ss.fff (UTC)") from None
-    return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
-def parse_priority(value: Any, field: str = "priority") -> int:
-    if value in (None, ""):
-        return 5
-    try:
-        number = float(value) if not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        number = None
-    if number is None or number != int(number) or not 1 <= number <= 10:
-        raise bad(f"{field}: expected a whole number from 1 (most urgent) to 10, got {value!r}")
-    return int(number)
-
-
-def check_url(value: Any, field: str) -> str | None:
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")) or not urlsplit(value).hostname:
-        raise bad(f"{field}: expected an http:// or https:// URL, got {value!r}")
-    return value
 
 
 class TaskEngine:
@@ -396,12 +363,13 @@ class TaskEngine:
 
     # ------------------------------------------------------------------ change
     async def update(self, seq: int, principal: Principal, changes: dict[str, Any]) -> list[str]:
-        """PUT/PATCH /jobs/<id>: queue_state (paused | broken | queued), run_at, priority, semaphore_url."""
+        """PUT/PATCH /jobs/<id>: queue_state (paused | broken | queued), run_at, priority, semaphore_url; ``changes``
+        holds the fields sent, parsed (the API's ``JobChanges``)."""
         job = await self.get(seq, principal.name if not principal.is_admin else None)
         row = job.row
         done: list[str] = []
         if "priority" in changes:
-            priority = parse_priority(changes["priority"])
+            priority = changes["priority"]
             if priority != row.priority:
                 if job.state not in ("queued", "scheduled", "paused"):
                     raise bad(f"priority: job {seq} is {job.state}; only a job that has not started can change priority")
@@ -409,7 +377,7 @@ class TaskEngine:
                 row.priority = priority
                 done.append(f"priority={priority}" + ("" if moved else " (shown; the job keeps its place in the queue it is in)"))
         if "run_at" in changes:
-            run_at = parse_run_at(changes["run_at"])
+            run_at = changes["run_at"]
             if job.state not in ("queued", "scheduled", "paused"):
                 raise bad(f"run_at: job {seq} is {job.state}; only a job that has not started can be rescheduled")
             row.run_at = run_at
@@ -421,7 +389,7 @@ class TaskEngine:
             done.append(f"run_at={run_at.isoformat().replace('+00:00', 'Z') if run_at else None}")
         for key in ("semaphore_url", "sempahore_url"):
             if key in changes:
-                url = check_url(changes[key], key)
+                url = changes[key]
                 if row.released and url and job.state != "scheduled":
                     raise bad(f"{key}: job {seq} is {job.state}; a semaphore applies to a job that is still scheduled")
                 row.semaphore_url = url
@@ -552,7 +520,7 @@ class TaskEngine:
         try:
             found = await self.rows(select(TaskEngineJob).where(TaskEngineJob.job_id == job_id, TaskEngineJob.workflow == "scrape"))
             if found:
-                row = await asyncio.to_thread(scrape._row_by_sojourn_id, job_id)
+                row = await asyncio.to_thread(scrape.by_sojourn_id, job_id)
                 if row is not None and not row.final:
                     await asyncio.sleep(0.2)  # the status file is written before the run ends; let the view catch up
                     await scrape.finish(row)

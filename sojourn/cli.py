@@ -31,6 +31,33 @@ def _log_sojourn() -> None:
     logging.getLogger("sojourn").setLevel(os.environ.get("SOJOURN_LOG_LEVEL", "INFO").upper())
 
 
+def _facade_schema(settings) -> None:
+    """The facade database at this Sojourn's schema before a process starts serving: migrated here if it may
+    (SOJOURN_DATABASE_MIGRATE_ON_START), else one line naming the command to run, and exit 2."""
+    from sojourn.store.db import engine_for
+    from sojourn.store.schema import SchemaNotReady
+
+    try:
+        engine_for(settings.database_location)
+    except SchemaNotReady as exc:
+        print(f"sojourn: {exc}", file=sys.stderr)
+        raise typer.Exit(2)
+
+
+def _upgrade_facade_schema(settings) -> str:
+    """Bring the facade database to this Sojourn's schema (one process at a time); says what it did."""
+    from sojourn.store import schema
+    from sojourn.store.db import new_engine
+
+    engine = new_engine(settings.database_location)
+    try:
+        before, after = schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    where = engine.url.render_as_string(hide_password=True)
+    return f"facade database {where}: schema {after}" + ("" if before == after else f" (was {before or 'none'})")
+
+
 def _prefect_env(settings, api_url: str | None = None) -> dict[str, str]:
     env = os.environ.copy()
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -131,6 +158,7 @@ def up() -> None:
 
         from sojourn.deployments.bootstrap import bootstrap
 
+        _upgrade_facade_schema(settings)
         asyncio.run(bootstrap(settings))
         key, created = ensure_admin_key(settings)
         children.append(_spawn([sys.executable, "-m", "sojourn.cli", "worker"], env))
@@ -215,6 +243,7 @@ def worker(
 
     _log_sojourn()
     watch_parent()
+    _facade_schema(_settings())
     run_worker(_settings(), name=name, limit=limit)
 
 
@@ -231,6 +260,7 @@ def api(host: Optional[str] = None, port: Optional[int] = None,
     settings = _settings()
     _log_sojourn()
     watch_parent()
+    _facade_schema(settings)
     # Idle keep-alive connections stay open 75 s (uvicorn's default is 5 s): a client reusing one just as
     # the server closed it got a connection error (seen once in 3,500 requests in bench part g).
     uvicorn.run(create_app(settings, services=services), host=host or settings.api_host, port=port or settings.api_port, log_level="warning", access_log=False,
@@ -248,6 +278,7 @@ def services_cmd() -> None:
     settings = _settings()
     _log_sojourn()
     watch_parent()
+    _facade_schema(settings)
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -263,12 +294,296 @@ def services_cmd() -> None:
     asyncio.run(serve())
 
 
+db_app = typer.Typer(help="The facade database's schema: run `sojourn db upgrade` once per release, before the API processes.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the facade database to this Sojourn's schema (safe to run again, and from several hosts)."""
+    print(_upgrade_facade_schema(_settings()))
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the facade database's schema revision and the one this Sojourn needs; exit 1 when they differ."""
+    from sojourn.store import schema
+    from sojourn.store.db import new_engine
+
+    engine = new_engine(_settings().database_location)
+    try:
+        with engine.connect() as conn:
+            now = schema.current(conn)
+    finally:
+        engine.dispose()
+    print(f"schema {now or 'none'} (this Sojourn needs {schema.head()})")
+    if now != schema.head():
+        raise typer.Exit(1)
+
+
+@db_app.command("revision", hidden=True)
+def db_revision(message: str) -> None:
+    """(Development) Write the next migration from the difference between the models and the database (at head)."""
+    from sojourn.store import schema
+    from sojourn.store.db import new_engine
+
+    engine = new_engine(_settings().database_location)
+    try:
+        print(schema.new_revision(engine, message))
+    finally:
+        engine.dispose()
+
+
+def _client():
+    """The native API's client for the shell: SOJOURN_URL and SOJOURN_API_KEY, else this machine's stack (`sojourn up`)
+    and its admin key."""
+    from sojourn.client import Sojourn
+    from sojourn.services.principals import known_admin_key
+
+    settings = _settings()
+    url = os.environ.get("SOJOURN_URL") or f"http://{settings.api_host}:{settings.api_port}"
+    key = os.environ.get("SOJOURN_API_KEY") or known_admin_key(settings)
+    if not key:
+        print("sojourn: no API key: set SOJOURN_API_KEY (or start the stack here with `sojourn up`)", file=sys.stderr)
+        raise typer.Exit(2)
+    return Sojourn(url, key)
+
+
+def _jsonable(value: object) -> object:
+    """``json.dumps``'s fallback: the client's answers (pydantic models) as the API sent them."""
+    to_dict = getattr(value, "to_dict", None)
+    if to_dict is None:
+        raise TypeError(f"{type(value).__name__} is not JSON")
+    return to_dict()
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=_jsonable))
+
+
+def _api_errors(fn):
+    """One line for an error answer (its code and message), exit 1."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        from sojourn.client import SojournError
+
+        try:
+            return fn(*a, **kw)
+        except SojournError as exc:
+            print(f"sojourn: {exc.code}: {exc.message}", file=sys.stderr)
+            raise typer.Exit(1)
+    return wrapper
+
+
+keys_app = typer.Typer(help="API keys (admin key): create, list, revoke.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+@_api_errors
+def keys_create(name: str, principal: Optional[str] = typer.Option(None, help="who owns what the key creates (default: a new principal)"),
+                scope: Optional[list[str]] = typer.Option(None, help="jobs:read, jobs:write, admin (repeat; default read and write)")) -> None:
+    """Create a key; it is printed once (keep it), with its id and principal."""
+    with _client() as sj:
+        _print_json(sj.create_key(name, principal=principal, scopes=scope))
+
+
+@keys_app.command("list")
+@_api_errors
+def keys_list() -> None:
+    with _client() as sj:
+        _print_json(sj.keys())
+
+
+@keys_app.command("revoke")
+@_api_errors
+def keys_revoke(key_id: str) -> None:
+    with _client() as sj:
+        sj.revoke_key(key_id)
+    print(f"revoked {key_id}")
+
+
+jobs_app = typer.Typer(help="Jobs of the key's principal (all jobs for the admin key): list, get, cancel.")
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("list")
+@_api_errors
+def jobs_list(status: Optional[str] = typer.Option(None, help="submitted, processing, completed, failed, cancelled (comma-separated)"),
+              limit: int = typer.Option(20, help="at most this many, newest first")) -> None:
+    import itertools
+
+    with _client() as sj:
+        _print_json(list(itertools.islice(sj.list(status=status, page_size=min(limit, 100)), limit)))
+
+
+@jobs_app.command("get")
+@_api_errors
+def jobs_get(job_id: str, wait: float = typer.Option(0, help="wait up to this many seconds for it to end")) -> None:
+    with _client() as sj:
+        try:
+            _print_json(sj.wait(job_id, wait) if wait else sj.get(job_id))
+        except TimeoutError:
+            _print_json(sj.get(job_id))
+
+
+@jobs_app.command("cancel")
+@_api_errors
+def jobs_cancel(job_id: str) -> None:
+    with _client() as sj:
+        _print_json(sj.cancel(job_id))
+
+
+@jobs_app.command("logs")
+@_api_errors
+def jobs_logs(job_id: str) -> None:
+    """A job's log lines, one per line: time, level, message."""
+    with _client() as sj:
+        for entry in sj.logs(job_id):
+            print(f"{entry.get('timestamp', '')} {entry.get('level', '')} {entry.get('message', '')}".strip())
+
+
+scrape_app = typer.Typer(help="The scrape-jobs API's projects from the shell.")
+app.add_typer(scrape_app, name="scrape")
+
+
+@scrape_app.command("export")
+@_api_errors
+def scrape_export(project_id: str = typer.Argument(..., help="the project (prj_…)"),
+                  format: str = typer.Option("csv", "--format", help="csv, jsonl or json"),
+                  job: Optional[str] = typer.Option(None, help="only this scrape job's results (job_…)")) -> None:
+    """Every result of a project (or of one of its jobs), streamed to stdout: `sojourn scrape export prj_… > results.csv`."""
+    if format not in ("csv", "jsonl", "json"):
+        print(f"sojourn: --format: expected csv, jsonl or json, got {format!r}", file=sys.stderr)
+        raise typer.Exit(2)
+    with _client() as sj:
+        for chunk in sj.export_results(project_id, job_id=job, format=format):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+
+
+@app.command("run")
+@_api_errors
+def run_file(path: Path = typer.Argument(..., help="a JSON Lines file: one job per line, as POST /api/v1/jobs takes it ({type, input, options})"),
+             out: Optional[Path] = typer.Option(None, help="write each ended job to OUT/<line>/ (job.json and its captures); a line "
+                                                           "completed there already is skipped, so running it again resumes"),
+             max_concurrent: Optional[int] = typer.Option(None, help="at most this many of them run at once"),
+             timeout: float = typer.Option(3600, help="give up waiting after this many seconds")) -> None:
+    """Run a file of jobs as one batch: each ended job is printed as a JSON line as it ends (with its line number),
+    progress and a summary go to stderr; exit 0 when every job completed, 1 otherwise. Ctrl-C cancels the jobs not
+    ended yet."""
+    from sojourn.batch_files import already_done, read_jobs, save_job
+
+    try:
+        lines = read_jobs(path)
+    except ValueError as exc:
+        print(f"sojourn: {exc}", file=sys.stderr)
+        raise typer.Exit(2)
+    skipped = already_done(out, [n for n, _ in lines]) if out else set()
+    todo = [(n, job) for n, job in lines if n not in skipped]
+    if skipped:
+        print(f"{len(skipped)} of {len(lines)} lines completed in {out} already: skipped", file=sys.stderr)
+    if not todo:
+        raise typer.Exit(0)
+    with _client() as sj:
+        batch = sj.create_batch([job for _, job in todo], max_concurrent=max_concurrent)
+        line_of = dict(zip(batch["jobIds"], [n for n, _ in todo]))
+        print(f"batch {batch['batchId']}: {len(line_of)} jobs", file=sys.stderr)
+        ended: dict[int, dict] = {}
+        with _BatchProgress(len(line_of)) as progress:
+            try:
+                for job in sj.wait_batch(batch["batchId"], timeout=timeout):
+                    n = line_of[job["id"]]
+                    if out:
+                        job = save_job(sj, sj.get(job["id"]), out / str(n))
+                    ended[n] = job
+                    print(json.dumps({"line": n, **job}, default=_jsonable), flush=True)
+                    progress.ended(job["status"])
+            except TimeoutError as exc:
+                print(f"sojourn: {exc}", file=sys.stderr)
+                raise typer.Exit(1)
+            except KeyboardInterrupt:
+                left = [j for j, n in line_of.items() if n not in ended]
+                for job_id in left:
+                    try:
+                        sj.cancel(job_id)
+                    except Exception:  # noqa: BLE001 - ended meanwhile, or the API is gone: say what was asked
+                        pass
+                print(f"sojourn: interrupted: cancelled the {len(left)} jobs not ended", file=sys.stderr)
+                raise typer.Exit(130)
+    failed = sum(j["status"] != "completed" for j in ended.values())
+    _summary(ended, out)
+    print(f"{len(ended)}/{len(line_of)} ended ({failed} not completed)", file=sys.stderr)
+    raise typer.Exit(1 if failed else 0)
+
+
+class _BatchProgress:
+    """A live bar on a terminal (done, failed, rate, ETA); a line per ended job elsewhere."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.failed = total, 0, 0
+        self._bar = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True))
+            self._task = self._bar.add_task(self._text(), total=total)
+
+    def _text(self) -> str:
+        return f"{self.done - self.failed} completed, {self.failed} not"
+
+    def __enter__(self) -> "_BatchProgress":
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def ended(self, status: str) -> None:
+        self.done += 1
+        self.failed += status != "completed"
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, description=self._text())
+        else:
+            print(f"{self.done}/{self.total} ended ({self.failed} not completed)", file=sys.stderr, flush=True)
+
+
+def _summary(ended: dict[int, dict], out: Optional[Path]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("line", "job", "status", "error" if not out else "saved in")
+    for n in sorted(ended):
+        job = ended[n]
+        table.add_row(str(n), job["id"], job["status"], str(out / str(n)) if out else ((job.get("error") or {}).get("message") or ""))
+    Console(stderr=True, width=160).print(table)
+
+
+@app.command("status")
+@_api_errors
+def status_cmd() -> None:
+    """The system's status (workers, queue, services) as JSON; exit 0 when healthy, 1 when degraded or unhealthy."""
+    with _client() as sj:
+        status = sj.status()
+    _print_json(status)
+    raise typer.Exit(0 if status.get("status") == "healthy" else 1)
+
+
 @app.command("bootstrap")
 def bootstrap_cmd() -> None:
-    """Create or update the work pool, its queues and the deployments."""
+    """Migrate the facade database, and create or update the work pool, its queues and the deployments: what runs
+    once per release of a scaled-out deployment."""
     from sojourn.deployments.bootstrap import bootstrap
 
-    print(asyncio.run(bootstrap(_settings())))
+    settings = _settings()
+    print(_upgrade_facade_schema(settings))
+    print(asyncio.run(bootstrap(settings)))
 
 
 @app.command("tourist-issuer-token")
@@ -280,39 +595,25 @@ def tourist_issuer_token() -> None:
 
 
 @app.command()
+@_api_errors
 def submit(
     url: str,
     screenshot: bool = typer.Option(True, help="capture a screenshot"),
     out: Optional[Path] = typer.Option(None, help="write the screenshot here"),
     wait: bool = typer.Option(True, help="wait for the job to finish"),
+    timeout: float = typer.Option(300, help="give up waiting after this many seconds"),
 ) -> None:
-    """Submit a one-page job through the API and print its status."""
-    import httpx
-
-    settings = _settings()
-    from sojourn.services.principals import known_admin_key
-
-    key = known_admin_key(settings)  # a client reads the key; only the server (re)writes the admin row
-    if key is None:
-        print("no admin key: start the stack (`sojourn up`) first, or set SOJOURN_ADMIN_KEY", file=sys.stderr)
-        raise typer.Exit(2)
-    base = f"http://{settings.api_host}:{settings.api_port}/api/v1"
-    headers = {"X-API-Key": key}
-    body = {"type": "browse", "input": {"steps": [{"url": url}], "capture": ["screenshot"] if screenshot else []}}
-    r = httpx.post(f"{base}/jobs", json=body, headers=headers)
-    print(r.text)
-    if r.status_code != 202 or not wait:
-        raise typer.Exit(0 if r.status_code == 202 else 1)
-    job_id = r.json()["jobId"]
-    while True:
-        job = httpx.get(f"{base}/jobs/{job_id}", headers=headers).json()
-        if job["status"] in ("completed", "failed", "cancelled"):
-            break
-        time.sleep(0.3)
-    print(json.dumps(job, indent=2))
-    if out and job.get("result", {}).get("screenshots"):
-        out.write_bytes(httpx.get(f"{base}/screenshots/{job['result']['screenshots'][0]}", headers=headers).content)
-        print(f"screenshot written to {out}")
+    """Submit a one-page job through the API (sojourn.client) and print its answer, then the finished job."""
+    with _client() as sj:
+        accepted = sj.create({"steps": [{"url": url}], "capture": ["screenshot"] if screenshot else []})
+        _print_json(accepted)
+        if not wait:
+            return
+        job = sj.wait(accepted["jobId"], timeout=timeout)
+        _print_json(job)
+        if out and (job.get("result") or {}).get("screenshots"):
+            sj.download_screenshot(job["result"]["screenshots"][0], out)
+            print(f"screenshot written to {out}")
     if job["status"] != "completed":
         raise typer.Exit(1)  # a script can tell a failed job from a done one
 

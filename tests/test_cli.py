@@ -97,7 +97,7 @@ def test_submit_prints_the_finished_job_and_writes_its_screenshot(stack, site, t
     # a client with another key is refused, and does not replace the server's admin key (it only reads its own)
     run = subprocess.run([*SOJOURN, "submit", site.url("/"), "--no-wait"], env={**stack.env, "SOJOURN_ADMIN_KEY": "sj_not_the_admin_key"},
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 1 and _json_documents(run.stdout)[0]["error"]["code"] == "UNAUTHORIZED", run.stdout
+    assert run.returncode == 1 and run.stderr.strip() == "sojourn: UNAUTHORIZED: The API key is not valid.", run.stdout + run.stderr
     with stack.client() as http:
         assert http.get("/api/v1/jobs", params={"limit": 1}).status_code == 200
 
@@ -253,7 +253,9 @@ def test_sojourn_up_runs_the_readme_first_job_and_ctrl_c_stops_everything(tmp_pa
     # A newcomer's environment: none of the test session's Prefect or Sojourn settings, SQLite everywhere.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SOJOURN_"))}
     env.update({"SOJOURN_HOME": str(home), "SOJOURN_API_PORT": str(api_port), "SOJOURN_PREFECT_PORT": str(prefect_port),
-                "PYTHONUNBUFFERED": "1"})
+                "PYTHONUNBUFFERED": "1",
+                # Only what its server logs: each 503 it answers because SQLite was locked (the stall's mark, below).
+                "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true"})
     log_path = tmp_path / "up.log"
     commands = _readme_first_job(home, api_port)
 
@@ -356,7 +358,7 @@ def test_sojourn_up_runs_the_readme_first_job_and_ctrl_c_stops_everything(tmp_pa
             again = http.get(f"/api/v1/jobs/{job_id}").json()
             assert again["status"] == "completed" and again["result"]["screenshots"] == [f"{job_id}_0"], again
             assert http.get(f"/api/v1/screenshots/{job_id}_0").content == (tmp_path / "shot.png").read_bytes()
-            _no_stall_after_a_cancelled_job_and_a_burst(http, site)
+            _no_stall_after_a_cancelled_job_and_a_burst(http, site, home / "prefect-server.log")
             # A job running in the worker's Chromium when `sojourn up` is killed outright.
             r = http.post("/api/v1/jobs", json={"type": "browse", "input": {"steps": [{"url": f"{base}/health", "actions": ["page.waitForTimeout(120000)"], "timeout": 300}]}})
             running_job = r.json()["jobId"]
@@ -391,11 +393,13 @@ def test_sojourn_up_runs_the_readme_first_job_and_ctrl_c_stops_everything(tmp_pa
                 pass
 
 
-def _no_stall_after_a_cancelled_job_and_a_burst(http: httpx.Client, site) -> None:
+def _no_stall_after_a_cancelled_job_and_a_burst(http: httpx.Client, site, server_log: Path) -> None:
     """#22 on the default stack (Prefect on SQLite): a job on a page that never finishes loading, cancelled once it
     runs, then 24 trivial screenshot jobs at once. The stack froze here for a minute (Prefect's event loop waiting
     on a SQLite connection's busy timeout: sojourn/deployments/prefect_sqlite.py) and stood for 6-16 s at a time
-    (503s retried with back-off); now completions follow each other in waves, and the first comes within seconds."""
+    (503s for a locked database, retried with back-off). Now the server answers no 503 and completions follow
+    each other in waves. The marks are the server's own log lines, not timings, so that the test says the same on
+    a loaded machine (tests run side by side); the timings only bound the freeze, at a third of its length."""
     from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime
 
@@ -425,10 +429,12 @@ def _no_stall_after_a_cancelled_job_and_a_burst(http: httpx.Client, site) -> Non
     assert http.get(f"/api/v1/jobs/{never}").json()["status"] == "cancelled"
     ends = sorted([submitted] + [datetime.fromisoformat(j["completedAt"].replace("Z", "+00:00")).timestamp() for j in jobs])
     first, *gaps = [round(b - a, 2) for a, b in zip(ends, ends[1:])]
-    # The freeze was 60 s and the 503 back-offs stood 6-16 s; jobs here run 4 at a time on 2 cores and end in waves
-    # 1.6-2.9 s apart (bench/stall.py, 10 fresh stacks: longest gap 2.88 s, first completion 3.6-5.2 s).
-    assert max(gaps) <= 5.0, f"a gap of {max(gaps)} s between completions: {gaps}"
-    assert first <= 10.0, f"the first of the 24 jobs completed {first} s after they were submitted"
+    log = server_log.read_text(errors="replace")
+    assert "Encountered retryable exception" not in log and "database is locked" not in log, log[-4000:]
+    # The freeze was 60 s; on a quiet machine jobs here end in waves 1.6-2.9 s apart (bench/stall.py, 10 fresh
+    # stacks: longest gap 2.88 s, first completion 3.6-5.2 s), up to 6.3 s with the suite running beside them.
+    assert max(gaps) <= 20.0, f"a gap of {max(gaps)} s between completions: {gaps}"
+    assert first <= 20.0, f"the first of the 24 jobs completed {first} s after they were submitted"
     print(f"24 jobs after a cancelled one: {len(jobs) / (ends[-1] - submitted):.2f} jobs/s, first after {first} s, longest gap {max(gaps)} s")
 
 

@@ -498,8 +498,10 @@ CASES: list[Case] = [
 class CorpusSite:
     """The corpus pages on 127.0.0.1 (a ThreadingHTTPServer in a thread); records every query it receives."""
 
-    def __init__(self) -> None:
+    def __init__(self, routes: dict | None = None) -> None:
+        """``routes``: another page table (the held-out set's) in place of the corpus's."""
         self.requests: list[tuple[str, dict[str, str]]] = []
+        table = ROUTES if routes is None else routes
         site = self
 
         class H(BaseHTTPRequestHandler):
@@ -507,7 +509,7 @@ class CorpusSite:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
                 site.requests.append((parts.path, query))
-                handler = ROUTES.get(parts.path)
+                handler = table.get(parts.path)
                 body = handler(query) if handler else page("Not found", "<h1>Not found</h1>")
                 self.send_response(200 if handler else 404)
                 self.send_header("Content-Type", "text/html; charset=utf-8")

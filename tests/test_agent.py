@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from sojourn.blocks.artifact_store import ArtifactStore, Manifest
-from sojourn.errors import parse_error
+from sojourn.job_errors import parse_error
 from sojourn.flows import agent
 from sojourn.settings import configure, get_settings
 from tests.helpers import artifact_bytes, png_image
@@ -98,6 +98,17 @@ def test_untick_and_untick_are_two_instructions():
 
     clauses = parse_instructions("go to http://x/account, untick the newsletter box and untick Keep me signed in")
     assert [(c.kind, c.args.get("ref")) for c in clauses] == [("goto", None), ("check", "newsletter box"), ("check", "Keep me signed in")]
+
+
+@pytest.mark.parametrize("goal", ["On http://x.test:8000/shop, what is the price of the blue kettle?",
+                                  "At http://x.test:8000/shop: tell me the price of the blue kettle",
+                                  "On the page http://x.test:8000/shop read the price of the blue kettle"])
+def test_a_page_named_first_is_opened_first(goal):
+    """#25 (the held-out set's first finding): the place first, as people write it ("On <url>, ..."), is a visit."""
+    from sojourn.agent.builtin import parse_instructions
+
+    clauses = parse_instructions(goal)
+    assert [(c.kind, c.args.get("url") or c.args.get("what")) for c in clauses] == [("goto", "http://x.test:8000/shop"), ("read", "price of the blue kettle")]
 
 
 @pytest.mark.parametrize("goal,boxes,confirmation", UNCHECKING, ids=["uncheck-one", "clear-both", "leave-ticked"])

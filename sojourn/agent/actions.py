@@ -14,7 +14,7 @@ from typing import Any, Literal
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
-from sojourn.errors import ErrorCode, JobError
+from sojourn.job_errors import ErrorCode, JobError
 
 Verb = Literal["goto", "click", "fill", "select", "check", "uncheck", "press", "scroll", "wait_for", "read", "screenshot", "finish"]
 VERBS: tuple[str, ...] = Verb.__args__  # type: ignore[attr-defined]

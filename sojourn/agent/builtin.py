@@ -21,7 +21,7 @@ from typing import Any, Callable
 from sojourn.agent.actions import KEYS, AgentAction
 from sojourn.agent.observe import Element, Observation, TextBlock
 from sojourn.agent.reading import MONTHS, PRICE_WORDS, Money, bare_money, date_format, find_money, format_date, parse_date, price_value
-from sojourn.errors import ErrorCode, JobError
+from sojourn.job_errors import ErrorCode, JobError
 
 __all__ = ["BuiltinPlanner", "parse_instructions", "parse_date", "price_value", "similarity"]
 
@@ -102,6 +102,8 @@ def _match(source: str) -> Clause | None:
 
 
 _ON_PAGE = re.compile(r"^(?P<rest>.+?)\s+(?:on|at|from|in)\s+(?:the\s+(?:page|site|website)\s+)?(?P<url>https?://\S+?)[?!.]*$", re.I)
+# A place said first ("On https://…, search …", "At https://… tell me …", "On the page https://…: …"): open it, then the rest.
+_PAGE_FIRST = re.compile(r"^(?:on|at|from|in)\s+(?:the\s+(?:page|site|website)\s+)?(?P<url>https?://\S+?)[,;:.]?(?:\s+(?P<rest>.+))?$", re.I)
 
 
 def parse_instructions(text: str) -> list[Clause]:
@@ -109,6 +111,10 @@ def parse_instructions(text: str) -> list[Clause]:
     pending = split_clauses(text)
     while pending:
         source = pending.pop(0)
+        page_first = _PAGE_FIRST.match(source.strip())
+        if page_first:
+            pending[:0] = [f"go to {page_first.group('url')}", *([page_first.group("rest")] if page_first.group("rest") else [])]
+            continue
         clause = _match(source)
         on_page = _ON_PAGE.match(source)
         if on_page and (clause is None or clause.kind != "goto"):  # "what's the cheapest fare on https://…?": open it first

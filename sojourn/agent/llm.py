@@ -22,7 +22,7 @@ import httpx
 
 from sojourn.agent.actions import AgentAction
 from sojourn.agent.observe import Observation
-from sojourn.errors import ErrorCode, JobError
+from sojourn.job_errors import ErrorCode, JobError
 from sojourn.settings import Settings
 
 log = logging.getLogger(__name__)

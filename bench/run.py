@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -149,6 +150,8 @@ async def raw_playwright(urls: list[str], concurrency: int) -> dict:
     from sojourn.browser.discovery import CHROMIUM_ARGS, find_browser, sandbox_args
 
     choice = find_browser("chromium", os.environ.get("SOJOURN_CHROMIUM_EXECUTABLE"))
+    if BROWSER_CPUS:  # --pin: this thread (Playwright's client) and the driver and Chromium it starts: the browser's core
+        os.sched_setaffinity(0, BROWSER_CPUS)
     async with async_playwright() as p:
         kwargs = {"executable_path": choice.executable} if choice and choice.executable else {}
         browser = await p.chromium.launch(args=CHROMIUM_ARGS + sandbox_args(), **kwargs)
@@ -178,6 +181,8 @@ async def raw_playwright(urls: list[str], concurrency: int) -> dict:
         elapsed = time.perf_counter() - t0
         cpu = cpu_seconds(os.getpid()) - cpu0
         await browser.close()
+    if CONTROL_CPUS:
+        os.sched_setaffinity(0, CONTROL_CPUS)
     return {"jobs": len(urls), "ok": len(latencies), "failed": failures, "seconds": elapsed, "jobs_per_s": len(latencies) / elapsed,
             "latency_p50": pct(latencies, 50), "latency_p95": pct(latencies, 95), "cpu_seconds_per_job": round(cpu / max(1, len(latencies)), 3)}
 
@@ -397,6 +402,61 @@ def stop_spies(spies: list[subprocess.Popen]) -> None:
         spy.wait(30)
 
 
+def prefect_ha_layout(server_env: dict[str, str], redis_url: str, roles: dict[str, subprocess.Popen]) -> None:
+    """Prefect's own distributed layout on this machine, as README "Scaling out" runs it: two
+    ``sojourn prefect-server --no-services`` API replicas on one PostgreSQL database, one
+    ``sojourn prefect-server services``, Redis messaging, and haproxy on PREFECT_PORT in front of the replicas (what
+    the API and the worker talk to). Each process goes into ``roles`` as it starts (the caller stops them)."""
+    import redis
+
+    from sojourn.deployments.balancer import haproxy_config
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {**server_env, "SOJOURN_REDIS_URL": redis_url}
+    cli = [sys.executable, "-m", "sojourn.cli", "prefect-server"]
+    ports = [free_port(), free_port()]
+    for name, port in zip(("prefect_replica_a", "prefect_replica_b"), ports):  # at once: one migrates, under a lock
+        roles[name] = subprocess.Popen([*cli, "--no-services", "--host", "127.0.0.1", "--port", str(port)],
+                                       stdout=open(TMP / f"{name}.log", "wb"), stderr=subprocess.STDOUT, env=env, preexec_fn=pinned(CONTROL_CPUS))
+    for port in ports:
+        wait_http(f"http://127.0.0.1:{port}/api/health")
+    roles["prefect_services"] = subprocess.Popen([*cli, "services"], stdout=open(TMP / "prefect_services.log", "wb"), stderr=subprocess.STDOUT, env=env,
+                                                 preexec_fn=pinned(CONTROL_CPUS))
+    cfg = TMP / "haproxy.cfg"
+    cfg.write_text(haproxy_config(f"127.0.0.1:{PREFECT_PORT}", {f"r{i}": f"127.0.0.1:{p}" for i, p in enumerate(ports)}))
+    roles["haproxy"] = subprocess.Popen([shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", str(cfg)],
+                                        stdout=open(TMP / "haproxy.log", "wb"), stderr=subprocess.STDOUT, preexec_fn=pinned(CONTROL_CPUS))
+
+
+CONTROL_CPUS: set[int] | None = None  # --pin: the Prefect server(s), the API and this process's HTTP clients
+BROWSER_CPUS: set[int] | None = None  # --pin: the worker and its Chromium; raw Playwright's Chromium
+
+
+def pinned(cpus: set[int] | None):  # noqa: ANN201
+    """For Popen(preexec_fn=...): the child (its threads and what it starts) runs on ``cpus`` only."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
+def cpu_busy() -> dict[str, tuple[int, int]]:
+    """Per CPU from /proc/stat: (busy ticks, all ticks)."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *ticks = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            values = [int(t) for t in ticks[:8]]
+            idle = values[3] + values[4]  # idle + iowait
+            out[name] = (sum(values) - idle, sum(values))
+    return out
+
+
+def busy_between(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict[str, float]:
+    return {k: round((after[k][0] - before[k][0]) / max(1, after[k][1] - before[k][1]), 3) for k in after}
+
+
+def redis_server_pid() -> int | None:
+    found = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout.split()
+    return int(found[0]) if found else None
+
+
 def fresh_postgres_database(server_url: str) -> str:
     from tests.postgres import fresh_postgres_database as fresh
 
@@ -416,6 +476,13 @@ def main() -> None:
     ap.add_argument("--py-spy", metavar="DIR", help="sample each process with py-spy (GIL holders, 50 Hz) during (b); folded stacks in DIR")
     ap.add_argument("--prefect-defaults", action="store_true", help="run the Prefect server with Prefect's default settings, not Sojourn's (for comparison)")
     ap.add_argument("--prefect-db", choices=["sqlite", "postgres"], default="sqlite", help="database behind the Prefect server")
+    ap.add_argument("--prefect-layout", choices=["one", "ha"], default="one",
+                    help="one: one Prefect server process; ha: Prefect's distributed layout (#24): two --no-services API replicas "
+                         "behind haproxy, one services process, Redis messaging (needs PostgreSQL, Redis and haproxy)")
+    ap.add_argument("--pin", action="store_true",
+                    help="one browser core (#28): Prefect, the API and the bench's clients on CPU 0; the worker and its Chromium on CPU 1; "
+                         "raw Playwright on CPU 1 alone; reports how busy each CPU was during (b)")
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/7", help="for --prefect-layout ha: Prefect's Redis (its own database: it is flushed)")
     ap.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432", help="server URL (a fresh database is created on it)")
     ap.add_argument("--burst-concurrency", type=int, default=4)
     ap.add_argument("--load-nice", type=int, default=0, help="(g) run the load clients at this niceness (negative: ahead of everything else)")
@@ -432,20 +499,39 @@ def main() -> None:
 
     server_env = os.environ.copy() if args.prefect_defaults else sojourn_server_env()
     results["prefect_server_settings"] = "prefect defaults" if args.prefect_defaults else "sojourn"
+    results["prefect_layout"] = args.prefect_layout
+    if args.pin:
+        global CONTROL_CPUS, BROWSER_CPUS
+        CONTROL_CPUS, BROWSER_CPUS = {0}, {1}
+        os.sched_setaffinity(0, CONTROL_CPUS)  # this process's threads (the test site's among them) start here
+        results["pin"] = {"control": sorted(CONTROL_CPUS), "browser": sorted(BROWSER_CPUS)}
+    if args.prefect_layout == "ha":
+        args.prefect_db = results["prefect_db"] = "postgres"
     if args.prefect_db == "postgres":
         server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = fresh_postgres_database(args.postgres_url)
-    logs = open(TMP / "prefect.log", "wb")
-    procs = [subprocess.Popen(server_command("--host", "127.0.0.1", "--port", str(PREFECT_PORT)), stdout=logs, stderr=subprocess.STDOUT, env=server_env)]
+    prefect_roles: dict[str, subprocess.Popen] = {}
+    procs: list[subprocess.Popen] = []
     try:
+        if args.prefect_layout == "one":
+            prefect_roles["prefect_server"] = subprocess.Popen(server_command("--host", "127.0.0.1", "--port", str(PREFECT_PORT)),
+                                                               stdout=open(TMP / "prefect.log", "wb"), stderr=subprocess.STDOUT, env=server_env,
+                                                               preexec_fn=pinned(CONTROL_CPUS))
+        else:
+            prefect_ha_layout(server_env, args.redis_url, prefect_roles)
         wait_http(f"http://127.0.0.1:{PREFECT_PORT}/api/health")
         env = os.environ.copy()
         env["SOJOURN_MAX_CONCURRENCY"] = str(C)
-        procs.append(subprocess.Popen([sys.executable, "-m", "sojourn.cli", "api"], env=env, stdout=open(TMP / "api.log", "wb"), stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen([sys.executable, "-m", "sojourn.cli", "api"], env=env, stdout=open(TMP / "api.log", "wb"), stderr=subprocess.STDOUT,
+                                      preexec_fn=pinned(CONTROL_CPUS)))
         base = f"http://127.0.0.1:{API_PORT}"
         wait_http(f"{base}/health")
-        worker = subprocess.Popen([sys.executable, "-m", "sojourn.cli", "worker"], env=env, stdout=open(TMP / "worker.log", "wb"), stderr=subprocess.STDOUT)
+        worker = subprocess.Popen([sys.executable, "-m", "sojourn.cli", "worker"], env=env, stdout=open(TMP / "worker.log", "wb"), stderr=subprocess.STDOUT,
+                                  preexec_fn=pinned(BROWSER_CPUS))
         procs.append(worker)
-        roles = {"prefect_server": procs[0], "api": procs[1], "worker_and_browser": worker}
+        roles = {**prefect_roles, "api": procs[-2], "worker_and_browser": worker}
+        redis_pid = redis_server_pid() if args.prefect_layout == "ha" else None
+        if redis_pid:
+            roles["redis (system)"] = type("Pid", (), {"pid": redis_pid})()  # (its CPU is read like ours; it is not stopped)
         with Site() as site:
             pages = {"trivial": site.url("/"), "heavy": site.url("/heavy")}
             results["page_bytes"] = {k: len(httpx.get(u).content) for k, u in pages.items()}
@@ -463,7 +549,9 @@ def main() -> None:
                     before = {k: cpu_seconds(p.pid) for k, p in roles.items()}
                     before_worker = cpu_by_program(worker.pid)
                     spies = spy_on(roles, args.py_spy, name)
+                    ticks = cpu_busy()
                     part["b_sojourn"] = asyncio.run(sojourn_throughput(base, urls))
+                    part["b_cpu_busy"] = busy_between(ticks, cpu_busy())
                     stop_spies(spies)
                     ok = max(1, part["b_sojourn"]["ok"])
                     part["b_cpu_seconds_per_job"] = {k: round((cpu_seconds(p.pid) - before[k]) / ok, 3) for k, p in roles.items()}
@@ -504,7 +592,7 @@ def main() -> None:
                 results["f_rss"] = asyncio.run(worker_rss(base, pages["trivial"], args.rss_jobs or (200 if quick else 1000), worker.pid, C))
                 print("f", json.dumps({k: v for k, v in results["f_rss"].items() if k != "rss_kb"}, indent=1), flush=True)
     finally:
-        stop_all(procs)
+        stop_all([*prefect_roles.values(), *procs])  # (the Prefect processes too if the layout failed to start)
     report(results)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
@@ -537,6 +625,8 @@ def report(r: dict) -> None:
                          f"{total / raw_cpu:.2f}" if raw_cpu else "", "<= 1.5 s" if name == "trivial" else ""))
             if raw_cpu:
                 rows.append((f"{name}: CPU s per job (a)", f"{raw_cpu:.2f} (this process, its driver and Chromium)", "1.00", ""))
+            if part.get("b_cpu_busy"):
+                rows.append((f"{name}: CPUs busy during (b)", ", ".join(f"{k} {v * 100:.0f}%" for k, v in part["b_cpu_busy"].items()), "", ""))
             if part.get("b_worker_cpu_seconds_per_job"):
                 rows.append((f"{name}: worker tree by program (b)", ", ".join(f"{k} {v:.2f}" for k, v in part["b_worker_cpu_seconds_per_job"].items()), "", ""))
     if "d_latency" in r:

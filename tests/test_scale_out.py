@@ -1,5 +1,5 @@
 """Several machines' worth on one: two API processes and two workers sharing one Prefect server (PostgreSQL),
-one facade database (PostgreSQL), Redis and an S3 artifact store (moto's S3 server). 60 jobs from the native
+one facade database (PostgreSQL), Redis and an S3 artifact store (moto's S3 server). 36 jobs from the native
 API (single jobs and a batch) and Tourist; one worker and one API process are killed mid-run (the kills, not
 the volume, are what this proves; volume is bench/'s). Every job that
 was accepted ends exactly once, completed, with one flow run, and its captures read the same from either API.
@@ -103,6 +103,7 @@ def cluster(prefect_server, s3_server, tmp_path):
         "SOJOURN_CRASH_AFTER_SECONDS": "8",
         "SOJOURN_WORKER_SHUTDOWN_GRACE": "5",
         "SOJOURN_DISPATCH_LEASE_SECONDS": "5",
+        "SOJOURN_OUTBOX_LEASE_SECONDS": "5",  # the dead API's webhooks go out again 5 s (+ their timeout) after its claim
         "SOJOURN_RATE_LIMIT": "100000/minute",
         "SOJOURN_TOURIST_AUTH": "false",
         "PREFECT_LOGGING_LEVEL": "INFO",
@@ -120,7 +121,7 @@ def page(site, i: int) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)  # 60 jobs on two cores, a dead worker found by its silence, a dead API's deliveries swept up
+@pytest.mark.timeout(400)  # 36 jobs on two cores, a dead worker found by its silence, a dead API's deliveries swept up
 def test_two_apis_and_two_workers_lose_and_double_nothing_when_one_of_each_dies(cluster, site):
     api1 = cluster.start_api("api1")
     api2 = cluster.start_api("api2")
@@ -135,8 +136,8 @@ def test_two_apis_and_two_workers_lose_and_double_nothing_when_one_of_each_dies(
     r = httpx.post(f"{api1}/api/v1/webhooks", headers=native, json={"url": receiver.url, "events": ["job.completed"], "secret": secret})
     assert r.status_code == 201, r.text
 
-    # The work: 34 native jobs, a native batch of 10, 16 Tourist jobs, spread over both APIs.
-    work: list[tuple[str, int]] = [("native", i) for i in range(34)] + [("batch", b) for b in range(1)] + [("tourist", i) for i in range(16)]
+    # The work: 18 native jobs, a native batch of 10, 8 Tourist jobs, spread over both APIs.
+    work: list[tuple[str, int]] = [("native", i) for i in range(18)] + [("batch", b) for b in range(1)] + [("tourist", i) for i in range(8)]
     random.Random(7).shuffle(work)
     accepted: dict[str, str] = {}  # job id -> dialect
     lock = threading.Lock()
@@ -195,9 +196,9 @@ def test_two_apis_and_two_workers_lose_and_double_nothing_when_one_of_each_dies(
         return [r for r in asyncio.run(read()) if r.infrastructure_pid == worker]
 
     with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(submit, n, item) for n, item in enumerate(work[:26])]
+        futures = [pool.submit(submit, n, item) for n, item in enumerate(work[:14])]
         deadline = time.monotonic() + 120
-        while (completed_count() < 8 or not running_on("scale-worker1")) and time.monotonic() < deadline:
+        while (completed_count() < 6 or not running_on("scale-worker1")) and time.monotonic() < deadline:
             time.sleep(0.25)
         assert running_on("scale-worker1"), "worker1 never ran a job"
         cluster.kill(cluster.workers["worker1"])  # jobs are running on it: they must run again elsewhere
@@ -205,10 +206,10 @@ def test_two_apis_and_two_workers_lose_and_double_nothing_when_one_of_each_dies(
         assert stranded, "worker1's jobs all ended just before it was killed; nothing to run again"
         cluster.kill(cluster.apis["api1"][0])  # with its dispatcher's claims, event streams and clients
         dead.add(api1)
-        futures += [pool.submit(submit, n, item) for n, item in enumerate(work[26:], start=26)]
+        futures += [pool.submit(submit, n, item) for n, item in enumerate(work[14:], start=14)]
         for f in futures:
             f.result()
-    assert len(accepted) >= 50, len(accepted)  # a few submissions may have been cut off by the kill
+    assert len(accepted) >= 28, len(accepted)  # a few submissions may have been cut off by the kill
 
     # Every accepted job ends, completed (read from the surviving API; long polls, so no busy loop).
     def final(job_id: str) -> dict:

@@ -29,7 +29,7 @@ from sojourn.services.principals import ensure_admin_key
 from sojourn.services.scrape import ScrapeService
 from sojourn.services.stats import Stats
 from sojourn.services.taskengine.service import TaskEngine
-from sojourn.services.views import JobView
+from sojourn.services.job_view import JobView
 from sojourn.services.webhooks import WebhookService
 from sojourn.settings import Settings
 

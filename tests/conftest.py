@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -74,6 +75,20 @@ class PrefectServer:
 
 
 _PREFECT = PrefectServer()
+
+
+# `make test` runs the suite on two workers, a file at a time (pytest-xdist: -n 2 --dist loadfile); each worker is
+# a session of its own (its Prefect server, stack and browser). The heaviest files go first (seconds in a serial
+# run here), so the long ones start early and the short ones fill in beside them, instead of one long file
+# running alone at the end.
+HEAVY_FIRST = ["test_native_api", "test_fastlane", "test_scale_out", "test_prefect_ha", "test_runtime", "test_taskengine",
+               "test_services", "test_scrape", "test_stopping", "test_cli", "test_tourist", "test_agent", "test_firefox",
+               "test_planner_corpus", "test_faults", "test_browse", "test_load", "test_ledger"]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -226,7 +241,12 @@ class Stack:
         return proc, base
 
     def start_worker(self) -> None:
+        """Returns once the worker has joined its pool (Prefect lists it ONLINE from then on)."""
         self.worker = self._spawn("worker")
+        log, deadline = self.tmp / f"worker-{self._n}.log", time.monotonic() + 60
+        while "started on pool" not in (log.read_text(errors="replace") if log.exists() else ""):
+            assert self.worker.poll() is None and time.monotonic() < deadline, f"the worker did not start (logs in {log})"
+            time.sleep(0.2)
 
     def stop_worker(self, timeout: float = 60) -> int:
         """SIGTERM, as a service manager stops it; returns the exit status."""

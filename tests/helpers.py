@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sojourn.blocks.artifact_store import ArtifactStore, Manifest
-from sojourn.errors import parse_error
+from sojourn.job_errors import parse_error
 from sojourn.flows import browse
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import socket
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -196,7 +197,15 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
 
-class _Server6(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that went away (a cancelled job's visit to /never) leaves its answer nowhere to go: not an error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
@@ -205,7 +214,7 @@ class Site:
         self.state = SiteState()
         self.host = f"[{host}]" if ":" in host else host
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = (_Server6 if ":" in host else ThreadingHTTPServer)((host, 0), handler)
+        self.server = (_Server6 if ":" in host else _Server)((host, 0), handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -19,7 +19,7 @@ from sqlalchemy import update
 from sojourn.deployments.bootstrap import bootstrap
 from sojourn.services.dispatcher import REJECT_AFTER, Dispatcher
 from sojourn.services.ledger import Ledger
-from sojourn.services.views import JobView
+from sojourn.services.job_view import JobView
 from sojourn.store.db import session
 from sojourn.store.jobs import Job
 from tests.postgres import drop_facade_database, fresh_facade_database

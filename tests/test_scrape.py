@@ -323,7 +323,7 @@ def test_documented_errors(stack, tenant, catalog_site):
     invalid(tenant.post(f"/projects/{pid}/jobs", json={"target_ids": [t["id"], "tgt_nope"]}), "target_ids.1")
 
     r = tenant.post(f"/projects/{pid}/targets", json={"url": catalog_site.url("/about?e")})
-    assert r.status_code == 409 and r.json()["code"] == "DUPLICATE_TARGET"
+    assert r.status_code == 400 and r.json()["code"] == "DUPLICATE_TARGET"
     r = tenant.post(f"/projects/{pid}/targets/bulk", json={"targets": [{"url": catalog_site.url("/about?e")}, {"url": catalog_site.url("/about?f")}]})
     assert r.status_code == 201
     bulk = r.json()

@@ -6,7 +6,7 @@ import time
 
 from starlette.requests import HTTPConnection
 
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.services.principals import Principal, hash_key, principal_for
 from sojourn.settings import Settings
 

@@ -26,7 +26,7 @@ from playwright.async_api import Error as PlaywrightError
 from sojourn.browser.egress import EgressProxy, JobPolicy
 from sojourn.browser import bidi_relay
 from sojourn.browser.discovery import CHROMIUM_ARGS, FIREFOX_PREFS, BrowserChoice, ensure_ffmpeg, find_browser, sandbox_args
-from sojourn.errors import ErrorCode, JobError
+from sojourn.job_errors import ErrorCode, JobError
 from sojourn.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from sojourn.browser.actions import Action, parse_action
 from sojourn.browser.egress import JobPolicy
 from sojourn.browser.url_policy import url_host
-from sojourn.errors import ErrorCode, JobError
+from sojourn.job_errors import ErrorCode, JobError
 
 log = logging.getLogger(__name__)
 

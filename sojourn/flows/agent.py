@@ -27,7 +27,7 @@ from sojourn.blocks.artifact_store import ArtifactStore, Manifest, StepRecord
 from sojourn.browser.egress import JobPolicy
 from sojourn.browser.pool import get_pool
 from sojourn.browser.session import JobSession
-from sojourn.errors import ErrorCode, JobError
+from sojourn.job_errors import ErrorCode, JobError
 from sojourn.flows.browse import as_spec, close_out, context_options
 from sojourn.job_identity import current_job_id
 from sojourn.progress import Progress

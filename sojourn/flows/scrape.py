@@ -31,7 +31,7 @@ from sojourn.blocks.artifact_store import ArtifactStore, Manifest
 from sojourn.browser.egress import JobPolicy
 from sojourn.browser.pool import get_pool
 from sojourn.browser.url_policy import url_host
-from sojourn.errors import ErrorCode, JobError
+from sojourn.job_errors import ErrorCode, JobError
 from sojourn.job_identity import current_job_id
 from sojourn.settings import get_settings
 from sojourn.tasks.scrape import ScrapeRun, scrape_target

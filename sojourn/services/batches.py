@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlmodel import select
 
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.services.jobs import JobService, NewJob
 from sojourn.services.principals import Principal
-from sojourn.services.views import HELD, JobView
+from sojourn.services.job_view import HELD, JobView
 from sojourn.spec import JobSpec
 from sojourn.store.batches import Batch
 from sojourn.store.db import owned, session

@@ -35,7 +35,7 @@ from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.states import Cancelled, Scheduled, to_state_create
 
 from sojourn.services.ledger import Created, Ledger, tags_of
-from sojourn.services.views import CANCELLED_BEFORE_START
+from sojourn.services.job_view import CANCELLED_BEFORE_START
 from sojourn.store.clock import aware
 from sojourn.store.jobs import Job
 

@@ -93,6 +93,7 @@ class EventHub:
             "job_id": job_id,
             "resource": dict(event.resource.root) if hasattr(event.resource, "root") else {"prefect.resource.id": rid},
             "tags": tags,
+            "deployment_id": next((r.id[len("prefect.deployment."):] for r in event.related if r.role == "deployment"), None),
         }
         self._dispatch_item(item)
 

@@ -48,14 +48,14 @@ from sojourn.browser.url_policy import host_allowed, url_host
 from sojourn.deployments.bootstrap import bootstrap
 from sojourn.progress import parse_progress
 from sojourn.services.dispatcher import Dispatcher
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.services.events import EventHub
 from sojourn.services.ledger import Ledger
-from sojourn.services.live_views import ALL, LiveViews
+from sojourn.services.job_view_cache import ALL, LiveViews
 from sojourn.services.principals import Principal
-from sojourn.services.refreshed import Refreshed
-from sojourn.services.retention import Retention
-from sojourn.services.views import FINAL, FINAL_EVENTS, HELD, PRIORITIES, STATE_TYPES_FOR_STATUS, JobView
+from sojourn.services.stale_while_revalidate import Refreshed
+from sojourn.services.retention_policy import RetentionPolicy
+from sojourn.services.job_view import FINAL, FINAL_EVENTS, HELD, PRIORITIES, STATE_TYPES_FOR_STATUS, JobView
 from sojourn.settings import Settings
 from sojourn.spec import JobSpec
 from sojourn.store.jobs import Job
@@ -149,7 +149,7 @@ class JobService:
         self._final_max = 5000
         # Jobs still moving, and job lists, kept fresh by the event stream.
         self.live = LiveViews(hub)
-        self.retention = Retention(self)  # results are deleted after SOJOURN_RESULT_RETENTION_SECONDS
+        self.retention = RetentionPolicy(settings.result_retention_seconds)  # results are deleted after it (services/retention.py)
         self.reads: Counter[str] = Counter()  # job and list reads by where the answer came from
         # Jobs waiting to start, by priority (ledger + Prefect): read at most once a second however many
         # submit, counted up in between. QUEUE_FULL and the queue position come from it.
@@ -169,9 +169,22 @@ class JobService:
         views = await self.accept([NewJob(spec, labels or {}, held, external_id, group_id)], principal, dialect=dialect)
         return views[0]
 
+    async def submit_once(self, spec: JobSpec, principal: Principal, *, dialect: str, external_id: str, labels: dict[str, str] | None = None) -> JobView:
+        """The job already made under ``external_id`` (unique per dialect), else a new one. Two submissions at the same
+        instant make one job: the ledger's unique constraint refuses the second, which then answers the first's."""
+        made = await self.ledger.by_external_id(dialect, external_id)
+        if made is None:
+            try:
+                return await self.submit(spec, principal, dialect=dialect, labels=labels, external_id=external_id)
+            except ServiceError:
+                made = await self.ledger.by_external_id(dialect, external_id)
+                if made is None:
+                    raise
+        return await self.get(made.id, principal, with_progress=False)
+
     async def accept(self, jobs: list[NewJob], principal: Principal, *, dialect: str) -> list[JobView]:
         """Accept jobs, all or none: they are in the ledger when this returns. Held ones wait for :meth:`release`."""
-        jobs = [dataclasses.replace(j, spec=self._within_allow_list(j.spec, principal)) if principal.url_allow and isinstance(j.spec, JobSpec) else j
+        jobs = [dataclasses.replace(j, spec=self.within_allow_list(j.spec, principal)) if principal.url_allow and isinstance(j.spec, JobSpec) else j
                 for j in jobs]
         await self._check_queue_room(len(jobs))
         rows = [
@@ -223,7 +236,7 @@ class JobService:
         return await self.read(row, flow_run, with_progress=False), created
 
     @staticmethod
-    def _within_allow_list(spec: JobSpec, principal: Principal) -> JobSpec:
+    def within_allow_list(spec: JobSpec, principal: Principal) -> JobSpec:
         """A key with a URL allow-list: its step URLs must match, and the job carries the list to the browser."""
         for i, step in enumerate(spec.steps):
             host = url_host(step.url)

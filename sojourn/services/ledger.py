@@ -90,6 +90,14 @@ class Ledger:
         with session(self.url) as db:
             return db.exec(select(Job).where(Job.id == job_id)).first()
 
+    async def by_external_id(self, dialect: str, external_id: str) -> Job | None:
+        """The job a dialect knows by its own id (unique per dialect)."""
+        def read() -> Job | None:
+            with session(self.url) as db:
+                return db.exec(select(Job).where(Job.dialect == dialect, Job.external_id == external_id)).first()
+
+        return await asyncio.to_thread(read)
+
     async def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         ids = list(set(job_ids))
         if not ids:

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Iterator, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
-from sojourn.services.views import PRIORITIES
+from sojourn.services.job_view import PRIORITIES
 from sojourn.services.stats import Stats
 
 BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)

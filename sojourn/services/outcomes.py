@@ -29,7 +29,7 @@ from sqlmodel import select
 
 from sojourn.services.batches import BatchService
 from sojourn.services.jobs import JobService, flow_run_pages, job_id_of
-from sojourn.services.views import FINAL_EVENTS, STATUS, JobView
+from sojourn.services.job_view import FINAL_EVENTS, STATUS, JobView
 from sojourn.store.jobs import Job
 from sojourn.tags import owner_tag, tag_values
 from sojourn.services.metrics import Metrics

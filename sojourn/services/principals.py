@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from sojourn.settings import Settings
@@ -71,27 +72,48 @@ def ensure_admin_key(settings: Settings) -> tuple[str, bool]:
     if settings.admin_key:
         key = settings.admin_key.get_secret_value()
     else:
-        path = admin_key_file(settings)
-        if path.exists():
-            key = path.read_text().strip()
-        else:
-            settings.home.mkdir(parents=True, exist_ok=True)
-            key = generate_key()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(key + "\n")
-            created = True
+        key, created = _stored_admin_key(admin_key_file(settings))
     digest = hash_key(key)
-    with session(settings.database_location) as db:
-        row = db.exec(select(ApiKey).where(ApiKey.id == "admin")).first()
-        if row is None:
-            db.add(ApiKey(id="admin", principal="admin", name="bootstrap admin", key_hash=digest, scopes="admin,jobs:read,jobs:write"))
-        elif row.key_hash != digest:
-            row.key_hash = digest
-            row.revoked_at = None
-            db.add(row)
-        db.commit()
+    # Processes of one deployment start together (#29): each may find no row and insert it; the loser of that race
+    # finds the winner's row on its second look (the same key, or this process's key replaces it).
+    for attempt in (1, 2):
+        try:
+            with session(settings.database_location) as db:
+                row = db.exec(select(ApiKey).where(ApiKey.id == "admin")).first()
+                if row is None:
+                    db.add(ApiKey(id="admin", principal="admin", name="bootstrap admin", key_hash=digest, scopes="admin,jobs:read,jobs:write"))
+                elif row.key_hash != digest:
+                    row.key_hash = digest
+                    row.revoked_at = None
+                    db.add(row)
+                db.commit()
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
     return key, created
+
+
+def _stored_admin_key(path: Path) -> tuple[str, bool]:
+    """The key in ``path``, written there first (mode 0600) when there is none. Two processes starting at once on
+    one home both may find no file: the file appears whole or not at all (a hard link of a written temporary
+    file), so the slower one reads the faster one's key instead of an empty or half-written file."""
+    if path.exists():
+        return path.read_text().strip(), False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = generate_key()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_text().strip(), False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return key, True
 
 
 def principal_for(settings: Settings, digest: str) -> Principal | None:

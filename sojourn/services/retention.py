@@ -9,26 +9,22 @@ as for a job that never existed.
 
 One process of the cluster sweeps (the ``retention`` service); deletions are
 idempotent anyway, so a sweep cut short is finished by the next. A process that still holds an expired job in
-memory stops serving it at once (:meth:`Retention.expired`), before any
+memory stops serving it at once (:meth:`RetentionPolicy.expired`), before any
 sweep runs.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from datetime import datetime
 from uuid import UUID
 
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.exceptions import ObjectNotFound
 
+from sojourn.services.jobs import JobService
 from sojourn.store.clock import aware
 from sojourn.store.jobs import Job
-
-if TYPE_CHECKING:
-    from sojourn.services.jobs import JobService
-    from sojourn.services.views import JobView
 
 log = logging.getLogger("sojourn.retention")
 
@@ -36,20 +32,16 @@ BATCH = 200
 
 
 class Retention:
-    def __init__(self, svc: "JobService") -> None:
+    """The ``retention`` service: deletes what JobService's :class:`~sojourn.services.retention_policy.RetentionPolicy`
+    says has expired."""
+
+    def __init__(self, svc: JobService) -> None:
         self.svc = svc
-        self.seconds = svc.settings.result_retention_seconds
+        self.policy = svc.retention
+        self.seconds = self.policy.seconds
 
     def cutoff(self) -> datetime:
-        return datetime.now(timezone.utc) - timedelta(seconds=self.seconds)
-
-    def may_have_expired(self, accepted_at: datetime) -> bool:
-        """Accepted before the cutoff: it has expired if it also ended before it."""
-        return aware(accepted_at) < self.cutoff()
-
-    def expired(self, view: "JobView") -> bool:
-        """A final job whose results are past their time (read from memory: the sweep may not have run yet)."""
-        return view.final and aware(view.ended_at or view.created_at) < self.cutoff()
+        return self.policy.cutoff()
 
     @property
     def every(self) -> float:

@@ -29,7 +29,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from sojourn.services.principals import Principal
 from sojourn.services.jobs import PAGE, flow_run_pages
 from sojourn.services.ledger import Ledger
-from sojourn.services.views import STATE_TYPES_FOR_STATUS, run_error
+from sojourn.services.job_view import STATE_TYPES_FOR_STATUS, run_error
 from sojourn.tags import owner_tag
 
 # The API's job statuses, with "submitted" called "pending" as the spec's queue counts say.

@@ -12,8 +12,9 @@ import asyncio
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from sojourn.services.principals import Principal
+from sojourn.services.service_error import ServiceError
 from sojourn.services.jobs import JobService
-from sojourn.services.views import FINAL_EVENTS, STATUS, JobView
+from sojourn.services.job_view import FINAL_EVENTS, STATUS, JobView
 
 Renderer = Callable[[JobView], Awaitable[dict[str, Any]]]
 
@@ -42,6 +43,7 @@ class Follower:
         self.render = render
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         self.jobs: set[str] = set()
+        self.told: set[str] = set()  # jobs whose `complete` went out (once each)
 
     async def follow(self, job_id: str) -> dict[str, Any]:
         """Start following (raises the 404 ServiceError for a job the principal cannot see); returns the snapshot."""
@@ -52,6 +54,8 @@ class Follower:
         # Read again after subscribing: an event between the two reads would otherwise be missed.
         if not view.final:
             view = await self.svc.get(job_id, self.principal)
+        if view.final:
+            self.told.add(job_id)
         return await snapshot(view, self.render)
 
     def unfollow(self, job_id: str) -> None:
@@ -64,11 +68,17 @@ class Follower:
             self.unfollow(job_id)
 
     async def messages(self, keepalive: float = 15.0) -> AsyncIterator[dict[str, Any] | None]:
-        """Messages for followed jobs as they happen; None every `keepalive` seconds of quiet."""
+        """Messages for followed jobs as they happen; None every `keepalive` seconds of quiet.
+
+        Quiet is also when a followed job's end is looked for: its final event can fail to reach this follower (a
+        full queue drops it; one was seen lost after an API restart, path not established), and a job that ended
+        is then told within `keepalive` seconds, not never."""
         while True:
             try:
                 item = await asyncio.wait_for(self.queue.get(), timeout=keepalive)
             except asyncio.TimeoutError:
+                for ended in await self._ended_unnoticed():
+                    yield ended
                 yield None
                 continue
             message = await self.translate(item)
@@ -86,7 +96,8 @@ class Follower:
             return {"type": "screenshot", "jobId": job_id, "data": payload}
         if name in FINAL_EVENTS:
             view = await self.svc.get(job_id, self.principal)
-            if view.final:
+            if view.final and job_id not in self.told:
+                self.told.add(job_id)
                 return await complete(view, self.render)
             return None
         if name.startswith("prefect.flow-run."):
@@ -96,3 +107,17 @@ class Follower:
             )
             return {"type": "status", "jobId": job_id, "data": {"status": status, "state": state}}
         return None
+
+    async def _ended_unnoticed(self) -> list[dict[str, Any]]:
+        """`complete` for each followed job that has ended without its final event reaching this follower."""
+        out = []
+        for job_id in sorted(self.jobs - self.told):
+            try:
+                view = await self.svc.get(job_id, self.principal)
+            except ServiceError:  # deleted meanwhile (retention): nothing to tell
+                continue
+            if view.final and job_id not in self.told:
+                self.told.add(job_id)
+                out.append(await complete(view, self.render))
+        return out
+

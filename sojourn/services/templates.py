@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.settings import Settings
 from sojourn.store.db import owned, session
 from sojourn.store.templates import Template

@@ -15,7 +15,7 @@ from playwright.async_api import Page
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from sojourn.errors import ErrorCode, JobError
+from sojourn.job_errors import ErrorCode, JobError
 from sojourn.spec import ExtractRule, PdfOptions
 from sojourn.tasks.job import JobRun
 

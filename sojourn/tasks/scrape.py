@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from sojourn.blocks.artifact_store import ArtifactStore
 from sojourn.browser.egress import JobPolicy
 from sojourn.browser.url_policy import check_host, url_host
-from sojourn.errors import ErrorCode, JobError
+from sojourn.job_errors import ErrorCode, JobError
 from sojourn.job_identity import emit_job_event
 
 STATUS_FILE = "scrape.json"

@@ -13,7 +13,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from sojourn.blocks.artifact_store import StepRecord
-from sojourn.errors import ErrorCode, JobError
+from sojourn.job_errors import ErrorCode, JobError
 from sojourn.spec import Step
 from sojourn.tasks.job import JobRun
 

@@ -48,6 +48,7 @@ from sojourn import cancellation
 from sojourn.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+LOOPS_STOP_SECONDS = 2.0  # how long the worker's own loops get to end once cancelled (see sojourn.background.cancelling)
 HAND_BACK_SECONDS = 5.0  # after the grace, how long handing unfinished runs back to Prefect may take
 
 ALLOWED_ENTRYPOINT_PREFIX = "sojourn."
@@ -373,6 +374,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         printer(f"Worker {self.name!r} stopped")
 
     async def _serve(self, stop: asyncio.Event, printer: Any) -> None:
+        from sojourn.background.cancelling import cancel_all
         from sojourn.background.runner import Runner, Scope
         from sojourn.browser.pool import get_pool
         from sojourn.worker.reaper import Reaper
@@ -402,9 +404,7 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                 self._accepting = False
                 loops[1].cancel()
                 await self._drain()
-                for t in loops:
-                    t.cancel()
-                await asyncio.gather(*loops, return_exceptions=True)
+                await cancel_all(loops, within=LOOPS_STOP_SECONDS, what="worker loops")
                 await services.stop()
                 await get_pool().close()
 
@@ -593,11 +593,23 @@ def run_worker(settings: Settings | None = None, *, name: str | None = None, lim
     while thread.is_alive():
         thread.join(0.5)
         if asked and time.monotonic() - asked[0] > bound:
-            log.warning("stopping did not finish within %.0f s (is Prefect reachable?); exiting now", bound)
+            log.warning("stopping did not finish within %.0f s (is Prefect reachable?); exiting now; still waiting:\n%s",
+                        bound, _waiting_in(loop))
             _leave(1, flush_within=1.0)
     if failure:
         log.error("worker failed: %r", failure[0])
     _leave(1 if failure or (workers and workers[0].replaced) else 0)
+
+
+def _waiting_in(loop: asyncio.AbstractEventLoop) -> str:
+    """Where each task of ``loop`` waits (read from another thread, for the log of a stop that overran)."""
+    from sojourn.background.cancelling import where_waiting
+
+    try:
+        tasks = list(asyncio.all_tasks(loop))
+    except RuntimeError as exc:  # the set changed under us: say so rather than fail the exit
+        return f"(tasks unreadable: {exc})"
+    return "\n".join(where_waiting(t) for t in tasks)[-8000:]
 
 
 def _leave(status: int, flush_within: float = 5.0) -> None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import base64
 import re
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sojourn.services import visit_tokens
 from sojourn.services.principals import Principal
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.services.jobs import JobService, JobView
 from sojourn.browser.actions import ActionError, parse_action
 from sojourn.settings import Settings
@@ -154,10 +154,134 @@ def requested_urls(steps: list[dict[str, Any]]) -> list[str]:
     return urls
 
 
+# ------------------------------------------------------------------ dependencies
+
+
+async def jobs_of(request: Request) -> JobService:
+    return request.app.state.main.state.jobs  # type: ignore[no-any-return]
+
+
+async def settings_of(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+Jobs = Annotated[JobService, Depends(jobs_of)]
+Config = Annotated[Settings, Depends(settings_of)]
+
+
+def authorize(request: Request, settings: Settings, urls: list[str]) -> None:
+    """With ``tourist_auth``: a visit token (``Authorization: Bearer``) whose scope covers every URL."""
+    if not settings.tourist_auth:
+        return
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer ") or not header[7:].strip():
+        raise TouristError(401, NO_AUTH, "Unauthorized")
+    try:
+        token = visit_tokens.visit_token(settings, header[7:].strip())
+    except visit_tokens.TokenError:
+        raise TouristError(403, OUT_OF_SCOPE, "Forbidden") from None
+    if not all(visit_tokens.covers(token, u) for u in urls):
+        raise TouristError(403, OUT_OF_SCOPE, "Forbidden")
+
+
+async def results(svc: JobService, view: JobView, spec: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    m = view.manifest
+    if m is None:
+        return out
+    store = svc.store
+    for kind, key in (("screenshot", "screenshot"), ("video", "video"), ("pdf", "pdf")):
+        rec = next((a for a in m.artifacts if a.kind == kind and a.name.startswith(("screenshot.", "video.", "page."))), None)
+        if rec is not None:
+            out[key] = base64.b64encode(await store.read_bytes(rec.path)).decode()
+    if spec.get("capture", {}).get("alerts"):
+        out["messages"] = m.messages or []
+    return out
+
+
+# ------------------------------------------------------------------ routes
+
+
+router = APIRouter()
+
+
+@router.post("/api/v1/async-job", summary="Schedule a job; answers at once with its id")
+async def async_job(job: TouristJob, request: Request, svc: Jobs, settings: Config) -> dict[str, Any]:
+    authorize(request, settings, requested_urls([s.model_dump() for s in job.steps]))
+    spec = to_spec(job)
+    view = await svc.submit(spec, PRINCIPAL, dialect="tourist")
+    return {"status": "scheduled", "id": view.id}
+
+
+@router.post("/api/v1/sync-job", summary="Run a job and answer with its results")
+async def sync_job(job: TouristJob, request: Request, svc: Jobs, settings: Config) -> dict[str, Any]:
+    authorize(request, settings, requested_urls([s.model_dump() for s in job.steps]))
+    spec = to_spec(job)
+    submitted = await svc.submit(spec, PRINCIPAL, dialect="tourist")
+    view = await svc.wait(submitted.id, PRINCIPAL, settings.sync_wait_seconds)
+    if not view.final:
+        raise TouristError(
+            504,
+            f"The job did not finish within {settings.sync_wait_seconds:g} s; it keeps running as job {submitted.id}: "
+            f"read its result from /api/v1/job-status?id={submitted.id}",
+            extra={"id": submitted.id},
+        )
+    if view.status != "completed":
+        message = (view.error or {}).get("message") or "the job failed"
+        raise TouristError(400, message, extra={"id": submitted.id})
+    return {"status": "success", "result": await results(svc, view, view.spec)}
+
+
+@router.get("/api/v1/job-status", summary="The status (and results) of an async job")
+async def job_status(id: str, request: Request, svc: Jobs, settings: Config) -> dict[str, Any]:
+    not_found = TouristError(404, "Job not found")
+    try:
+        view = await svc.get(id, PRINCIPAL)
+    except ServiceError:  # unknown, another's, or deleted past SOJOURN_RESULT_RETENTION_SECONDS
+        raise not_found from None
+    authorize(request, settings, requested_urls(view.spec.get("steps", [])))
+    if view.status == "completed":
+        return {"status": "success", "result": await results(svc, view, view.spec)}
+    if view.status in ("failed", "cancelled"):
+        return {"status": "failed", "error": {"code": (view.error or {}).get("code"), "message": (view.error or {}).get("message")}}
+    return {"status": "pending"}
+
+
+@router.post("/api/v1/issue-token", summary="Mint a visit token (needs the issuer token)")
+async def issue_token(body: IssueToken, request: Request, settings: Config) -> dict[str, str]:
+    if not settings.tourist_auth:
+        raise TouristError(404, "Authentication is disabled on this server")
+    header = request.headers.get("authorization", "")
+    try:
+        visit_tokens.decode(settings, header[7:].strip() if header.lower().startswith("bearer ") else "", "issuer")
+    except visit_tokens.TokenError:
+        raise TouristError(401, "Invalid Issuer Token", "Invalid Issuer Token") from None
+    if not re.match(r"^https?://", body.scope, re.I):
+        raise TouristError(400, "body/scope: must be an http(s) URL")
+    return {"token": visit_tokens.issue(settings, "visit", scope=body.scope, strict=body.strict, validity=body.validity)}
+
+
+@router.get("/api/v1/healthcheck", summary="Runs a real visit of a page this server serves")
+async def healthcheck(svc: Jobs, settings: Config) -> dict[str, str]:
+    url = f"{settings.public_base}/tourist/ping"
+    spec = JobSpec.model_validate({"steps": [{"url": url, "actions": ["page.waitForSelector('#pong')"]}], "priority": "high"})
+    job = await svc.submit(spec, PRINCIPAL, dialect="tourist", labels={"healthcheck": ""})
+    view = await svc.wait(job.id, PRINCIPAL, min(settings.sync_wait_seconds, 60))
+    if view.status != "completed":
+        raise TouristError(503, f"healthcheck visit did not complete ({view.status})")
+    return {"status": "OK"}
+
+
+@router.get("/ping", include_in_schema=False)
+async def ping() -> HTMLResponse:
+    return HTMLResponse("<!doctype html><title>Sojourn</title><p id=pong>pong</p>")
+
+
 # ------------------------------------------------------------------ the app
 
 
 def create_tourist_app(main: FastAPI, settings: Settings) -> FastAPI:
+    """The dialect's own app, mounted by the main one at /tourist (its own error shapes; the main app's state via ``main``)."""
     app = FastAPI(
         title="Sojourn: Tourist API",
         description="Tourist's job API (sync-job, async-job, job-status, issue-token), served by Sojourn.",
@@ -167,103 +291,6 @@ def create_tourist_app(main: FastAPI, settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     _install_errors(app)
-
-    def svc() -> JobService:
-        return main.state.jobs
-
-    def authorize(request: Request, urls: list[str]) -> None:
-        if not settings.tourist_auth:
-            return
-        header = request.headers.get("authorization", "")
-        if not header.lower().startswith("bearer ") or not header[7:].strip():
-            raise TouristError(401, NO_AUTH, "Unauthorized")
-        try:
-            token = visit_tokens.visit_token(settings, header[7:].strip())
-        except visit_tokens.TokenError:
-            raise TouristError(403, OUT_OF_SCOPE, "Forbidden") from None
-        if not all(visit_tokens.covers(token, u) for u in urls):
-            raise TouristError(403, OUT_OF_SCOPE, "Forbidden")
-
-    async def results(view: JobView, spec: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        m = view.manifest
-        if m is None:
-            return out
-        store = svc().store
-        for kind, key in (("screenshot", "screenshot"), ("video", "video"), ("pdf", "pdf")):
-            rec = next((a for a in m.artifacts if a.kind == kind and a.name.startswith(("screenshot.", "video.", "page."))), None)
-            if rec is not None:
-                out[key] = base64.b64encode(await store.read_bytes(rec.path)).decode()
-        if spec.get("capture", {}).get("alerts"):
-            out["messages"] = m.messages or []
-        return out
-
-    @app.post("/api/v1/async-job", summary="Schedule a job; answers at once with its id")
-    async def async_job(job: TouristJob, request: Request) -> dict[str, Any]:
-        authorize(request, requested_urls([s.model_dump() for s in job.steps]))
-        spec = to_spec(job)
-        view = await svc().submit(spec, PRINCIPAL, dialect="tourist")
-        return {"status": "scheduled", "id": view.id}
-
-    @app.post("/api/v1/sync-job", summary="Run a job and answer with its results")
-    async def sync_job(job: TouristJob, request: Request) -> dict[str, Any]:
-        authorize(request, requested_urls([s.model_dump() for s in job.steps]))
-        spec = to_spec(job)
-        service = svc()
-        job = await service.submit(spec, PRINCIPAL, dialect="tourist")
-        view = await service.wait(job.id, PRINCIPAL, settings.sync_wait_seconds)
-        if not view.final:
-            raise TouristError(
-                504,
-                f"The job did not finish within {settings.sync_wait_seconds:g} s; it keeps running as job {job.id}: "
-                f"read its result from /api/v1/job-status?id={job.id}",
-                extra={"id": job.id},
-            )
-        if view.status != "completed":
-            message = (view.error or {}).get("message") or "the job failed"
-            raise TouristError(400, message, extra={"id": job.id})
-        return {"status": "success", "result": await results(view, view.spec)}
-
-    @app.get("/api/v1/job-status", summary="The status (and results) of an async job")
-    async def job_status(id: str, request: Request) -> dict[str, Any]:
-        not_found = TouristError(404, "Job not found")
-        try:
-            view = await svc().get(id, PRINCIPAL)
-        except ServiceError:  # unknown, another's, or deleted past SOJOURN_RESULT_RETENTION_SECONDS
-            raise not_found from None
-        authorize(request, requested_urls(view.spec.get("steps", [])))
-        if view.status == "completed":
-            return {"status": "success", "result": await results(view, view.spec)}
-        if view.status in ("failed", "cancelled"):
-            return {"status": "failed", "error": {"code": (view.error or {}).get("code"), "message": (view.error or {}).get("message")}}
-        return {"status": "pending"}
-
-    @app.post("/api/v1/issue-token", summary="Mint a visit token (needs the issuer token)")
-    async def issue_token(body: IssueToken, request: Request) -> dict[str, str]:
-        if not settings.tourist_auth:
-            raise TouristError(404, "Authentication is disabled on this server")
-        header = request.headers.get("authorization", "")
-        try:
-            visit_tokens.decode(settings, header[7:].strip() if header.lower().startswith("bearer ") else "", "issuer")
-        except visit_tokens.TokenError:
-            raise TouristError(401, "Invalid Issuer Token", "Invalid Issuer Token") from None
-        if not re.match(r"^https?://", body.scope, re.I):
-            raise TouristError(400, "body/scope: must be an http(s) URL")
-        return {"token": visit_tokens.issue(settings, "visit", scope=body.scope, strict=body.strict, validity=body.validity)}
-
-    @app.get("/api/v1/healthcheck", summary="Runs a real visit of a page this server serves")
-    async def healthcheck() -> dict[str, str]:
-        url = f"{settings.public_base}/tourist/ping"
-        spec = JobSpec.model_validate({"steps": [{"url": url, "actions": ["page.waitForSelector('#pong')"]}], "priority": "high"})
-        service = svc()
-        job = await service.submit(spec, PRINCIPAL, dialect="tourist", labels={"healthcheck": ""})
-        view = await service.wait(job.id, PRINCIPAL, min(settings.sync_wait_seconds, 60))
-        if view.status != "completed":
-            raise TouristError(503, f"healthcheck visit did not complete ({view.status})")
-        return {"status": "OK"}
-
-    @app.get("/ping", include_in_schema=False)
-    async def ping() -> HTMLResponse:
-        return HTMLResponse("<!doctype html><title>Sojourn</title><p id=pong>pong</p>")
-
+    app.state.main, app.state.settings = main, settings
+    app.include_router(router)
     return app

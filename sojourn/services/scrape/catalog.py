@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from sojourn.services.principals import Principal
-from sojourn.services.scrape.common import iso, invalid, loads, new_id, not_found, sees
+from sojourn.services.scrape.conventions import iso, invalid, loads, new_id, not_found, sees
 from sojourn.settings import Settings
 from sojourn.store.clock import utcnow
 from sojourn.store.db import session
@@ -163,7 +163,7 @@ class Catalog:
                     if row.url in have:
                         raise _duplicate(row.url, f"targets.{i}.url" if bulk else "url")
                 except Exception as exc:
-                    from sojourn.services.errors import ServiceError
+                    from sojourn.services.service_error import ServiceError
 
                     if not bulk or not isinstance(exc, ServiceError):
                         raise
@@ -212,6 +212,6 @@ class Catalog:
 
 
 def _duplicate(url: str, field: str):  # noqa: ANN202
-    from sojourn.services.errors import ServiceError
+    from sojourn.services.service_error import ServiceError
 
-    return ServiceError(409, "DUPLICATE_TARGET", f"Target with URL '{url}' already exists in this project", {"field": field, "url": url})
+    return ServiceError(400, "DUPLICATE_TARGET", f"Target with URL '{url}' already exists in this project", {"field": field, "url": url})

@@ -16,13 +16,13 @@ from typing import Any, AsyncIterator
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.services.jobs import JobService, JobView, NewJob
 from sojourn.services.principals import Principal
 from sojourn.services.scrape.catalog import Catalog
-from sojourn.services.scrape.common import bad_request, invalid, iso, loads, new_id, not_found, sees
+from sojourn.services.scrape.conventions import bad_request, invalid, iso, loads, new_id, not_found, sees
 from sojourn.services.scrape.results import Results
-from sojourn.services.views import FINAL_EVENTS
+from sojourn.services.job_view import FINAL_EVENTS
 from sojourn.settings import Settings
 from sojourn.store.clock import aware, utcnow
 from sojourn.store.db import session
@@ -59,11 +59,13 @@ class ScrapeJobs:
             raise not_found("Job", job_id)
         return row
 
-    def _row_by_sojourn_id(self, sojourn_id: str) -> ScrapeJob | None:
+    def by_sojourn_id(self, sojourn_id: str) -> ScrapeJob | None:
+        """The scrape job run as the Sojourn job ``sojourn_id`` (its Prefect flow run), if any."""
         with session(self.db_url) as db:
             return db.exec(select(ScrapeJob).where(ScrapeJob.job_id == sojourn_id)).first()
 
-    def _save(self, row: ScrapeJob, *, new: bool = False) -> None:
+    def save(self, row: ScrapeJob, *, new: bool = False) -> None:
+        """Write ``row``; an existing job deleted meanwhile (with its project) stays deleted."""
         with session(self.db_url) as db:
             if not new and db.get(ScrapeJob, row.id) is None:
                 return  # deleted with its project meanwhile
@@ -94,7 +96,7 @@ class ScrapeJobs:
                 raise bad_request("JOB_RUNNING", f"Another job is already running in project '{project_id}'", project_id=project_id)
             try:
                 limit = self.daily_limit(config)
-                if await asyncio.to_thread(self._today, project_id) >= limit:
+                if await asyncio.to_thread(self.created_today, project_id) >= limit:
                     raise bad_request("RATE_LIMITED", f"Daily job limit exceeded ({limit} jobs per day for this project)", limit=limit)
                 cap = int(max_results or config["max_results_per_target"])
                 spec = self.spec_for(project_id, config, targets, cap, list(principal.url_allow), job=job_id)
@@ -113,7 +115,7 @@ class ScrapeJobs:
                 id=job_id, job_id=view.id, project_id=project_id, owner=project.owner, source=source, schedule_id=schedule_id,
                 retry_of=retry_of, config=json.dumps({"max_results_per_target": cap, "targets": [t.id for t in targets]}),
             )
-            await asyncio.to_thread(self._save, row, new=True)
+            await asyncio.to_thread(self.save, row, new=True)
         return await self.render(row, view)
 
     def spec_for(self, project_id: str, config: dict[str, Any], targets: list[Any], cap: int | None, url_allow: list[str],
@@ -200,14 +202,15 @@ class ScrapeJobs:
             view = await self.svc.get(row.job_id, SWEEPER, with_progress=False)
         except ServiceError:
             row.status = "failed"
-            await asyncio.to_thread(self._save, row)
+            await asyncio.to_thread(self.save, row)
             return False
         if view.final:
             await self.finish(row)
             return False
         return True
 
-    def _today(self, project_id: str) -> int:
+    def created_today(self, project_id: str) -> int:
+        """Jobs of the project created since midnight UTC (its daily job limit counts them)."""
         start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
         with session(self.db_url) as db:
             return int(db.exec(select(func.count()).select_from(ScrapeJob).where(ScrapeJob.project_id == project_id, ScrapeJob.created_at >= start)).one())
@@ -300,7 +303,7 @@ class ScrapeJobs:
         status_file = await self.results.ingest(row)
         rendered = await self.render(row, view, status_file)
         row.status, row.final, row.ingested_at = rendered["status"], json.dumps(rendered), utcnow()
-        await asyncio.to_thread(self._save, row)
+        await asyncio.to_thread(self.save, row)
         await self.release(row.project_id, row.id)
         if row.schedule_id:
             await asyncio.to_thread(self._note_schedule_run, row, rendered["status"])
@@ -440,16 +443,16 @@ class ScrapeJobs:
         if name == EVENT:
             payload = item.get("payload") or {}
             if payload.get("type") in ("target_started", "target_completed", "target_failed") and item.get("job_id"):
-                row = await asyncio.to_thread(self._row_by_sojourn_id, item["job_id"])
+                row = await asyncio.to_thread(self.by_sojourn_id, item["job_id"])
                 if row is not None and not row.final:
                     if payload["type"] == "target_started":
                         if row.status != "running":
                             row.status = "running"
-                            await asyncio.to_thread(self._save, row)
+                            await asyncio.to_thread(self.save, row)
                     else:
                         await self.results.ingest(row, [payload.get("target_id")], unless_final=True)
         elif name in FINAL_EVENTS and "dialect:scrape" in (item.get("tags") or []) and item.get("job_id"):
-            row = await asyncio.to_thread(self._row_by_sojourn_id, item["job_id"])
+            row = await asyncio.to_thread(self.by_sojourn_id, item["job_id"])
             if row is not None and not row.final:
                 await asyncio.sleep(0.2)  # the manifest is written before the run ends; let the view catch up
                 await self.finish(row)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from sojourn.blocks.artifact_store import ArtifactStore
-from sojourn.services.scrape.common import iso, loads
+from sojourn.services.scrape.conventions import iso, loads
 from sojourn.store.clock import utcnow
 from sojourn.store.db import session
 from sojourn.store.scrape import ScrapeJob, ScrapeResult, ScrapeTarget

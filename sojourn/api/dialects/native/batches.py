@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sojourn.services.principals import Principal
 from sojourn.services.batches import BatchService
 from sojourn.api.dialects.native.jobs import SubmitJob, iso, reader, renderer, to_spec, writer
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 
 router = APIRouter(prefix="/api/v1", tags=["batches"])
 

@@ -11,7 +11,7 @@ import re
 from datetime import date, datetime, time, timezone
 from typing import Any, Awaitable, Callable, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prefect.client.schemas.sorting import FlowRunSort
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sojourn import signed_links
 from sojourn.services.principals import Principal
 from sojourn.api.errors import invalid_input
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.services.jobs import JobService, JobView
 from sojourn.spec import JobSpec
 
@@ -236,10 +236,15 @@ def writer(request: Request) -> Principal:
     return request.app.state.auth.authenticate(request, "jobs:write")
 
 
-@router.post("/jobs", status_code=202, summary="Submit a job")
-async def submit_job(body: SubmitJob, principal: Principal = Depends(writer), svc: JobService = Depends(jobs)) -> dict[str, Any]:
+@router.post("/jobs", status_code=202, summary="Submit a job (an Idempotency-Key header makes a retried submission answer the job it made)")
+async def submit_job(body: SubmitJob, principal: Principal = Depends(writer), svc: JobService = Depends(jobs),
+                     idempotency_key: str | None = Header(None, max_length=200, description="the same key again (same API key) answers the same job")) -> dict[str, Any]:
     spec = to_spec(body)
-    view = await svc.submit(spec, principal, dialect="native", labels={"type": body.type})
+    if idempotency_key:
+        view = await svc.submit_once(spec, principal, dialect="native", labels={"type": body.type},
+                                     external_id=f"idempotency:{principal.name}:{idempotency_key}")
+    else:
+        view = await svc.submit(spec, principal, dialect="native", labels={"type": body.type})
     return await accepted(svc, view, body)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sojourn.services.principals import VALID_SCOPES, Principal, create_key, list_keys, revoke_key
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.api.dialects.native.jobs import iso
 from sojourn.api.ratelimit import parse_rate
 from sojourn.store.keys import ApiKey

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from sojourn.services.principals import Principal
 from sojourn.api.dialects.native.jobs import jobs, reader, renderer
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.services.jobs import JobService
 from sojourn.services.streams import Follower
 

@@ -12,7 +12,7 @@ from sojourn.services import templates
 from sojourn.services.principals import Principal
 from sojourn.api.dialects.native.jobs import JobOptions, JobType, Priority, SubmitJob, accepted, iso, jobs, reader, to_spec, writer
 from sojourn.api.errors import invalid_input
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.services.jobs import JobService
 from sojourn.store.templates import Template
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -10,6 +11,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sojourn.services.principals import Principal
 from sojourn.api.dialects.native.jobs import iso, reader, writer
 from sojourn.services.webhooks import WebhookService
+from sojourn.store.deliveries import DeliveryAttempt
 from sojourn.store.webhooks import Webhook, WebhookDelivery
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
@@ -32,7 +34,7 @@ def render_webhook(row: Webhook) -> dict[str, Any]:
     return {"id": row.id, "url": row.url, "events": row.events.split(","), "createdAt": iso(row.created_at)}
 
 
-def render_delivery(row: WebhookDelivery) -> dict[str, Any]:
+def render_delivery(row: WebhookDelivery, attempts: list[DeliveryAttempt]) -> dict[str, Any]:
     return {
         "id": row.id,
         "event": row.event,
@@ -44,6 +46,7 @@ def render_delivery(row: WebhookDelivery) -> dict[str, Any]:
         "nextAttemptAt": iso(row.next_attempt_at) if row.status == "pending" else None,
         "createdAt": iso(row.created_at),
         "deliveredAt": iso(row.delivered_at),
+        "attemptLog": [{"attempt": a.attempt, "at": iso(a.at), "statusCode": a.status_code, "error": a.error} for a in attempts],
     }
 
 
@@ -72,5 +75,5 @@ async def delete(webhook_id: str, principal: Principal = Depends(writer), svc: W
 async def deliveries(
     webhook_id: str, limit: int = Query(100, ge=1, le=500), principal: Principal = Depends(reader), svc: WebhookService = Depends(webhooks),
 ) -> dict[str, Any]:
-    rows = svc.deliveries(webhook_id, principal.owner_filter, limit)
-    return {"deliveries": [render_delivery(r) for r in rows], "total": len(rows)}
+    rows, attempts = await asyncio.to_thread(svc.deliveries_with_attempts, webhook_id, principal.owner_filter, limit)
+    return {"deliveries": [render_delivery(r, attempts.get(r.id, [])) for r in rows], "total": len(rows)}

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from sojourn.api.dialects.native.jobs import SubmitJob, to_spec as native_spec
 from sojourn.services import templates
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.settings import Settings
 from sojourn.spec import JobSpec, spec_errors
 

@@ -15,7 +15,7 @@ from typing import Any
 from prefect.client.schemas.objects import FlowRun, StateType
 
 from sojourn.blocks.artifact_store import Manifest
-from sojourn.errors import parse_error
+from sojourn.job_errors import parse_error
 from sojourn.store.clock import aware
 from sojourn.store.jobs import Job
 

@@ -34,7 +34,7 @@ from typing import Any, Hashable
 from prefect.client.schemas.objects import StateType
 
 from sojourn.services.events import EventHub
-from sojourn.services.views import JobView
+from sojourn.services.job_view import JobView
 from sojourn.tags import tag_values
 
 ALL = "*"  # the list scope of an admin: every owner's jobs

@@ -14,9 +14,9 @@ from uuid import uuid4
 from prefect.client.schemas.objects import FlowRun, State, StateType
 
 from sojourn.services.events import EventHub
-from sojourn.services.views import JobView
+from sojourn.services.job_view import JobView
 from sojourn.store.jobs import Job
-from sojourn.services.live_views import ALL, LiveViews
+from sojourn.services.job_view_cache import ALL, LiveViews
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 

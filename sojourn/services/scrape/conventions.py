@@ -10,7 +10,7 @@ import string
 from datetime import datetime, timezone
 from typing import Any
 
-from sojourn.services.errors import ServiceError
+from sojourn.services.service_error import ServiceError
 from sojourn.services.principals import Principal
 from sojourn.store.clock import aware
 

@@ -25,6 +25,7 @@ from sojourn.services.fastlane.service import FastlaneService
 from sojourn.services.jobs import JobService
 from sojourn.services.metrics import Metrics
 from sojourn.services.outcomes import Outcomes
+from sojourn.services.pressure import Pressure
 from sojourn.services.principals import ensure_admin_key
 from sojourn.services.scrape import ScrapeService
 from sojourn.services.stats import Stats
@@ -54,6 +55,7 @@ class Parts:
     taskengine: TaskEngine
     fastlane: FastlaneService
     runner: Runner
+    pressure: Pressure
 
 
 @asynccontextmanager
@@ -76,6 +78,7 @@ async def running(settings: Settings, renderer: Callable[[JobService], Callable[
             webhooks = WebhookService(settings)
             batches = BatchService(jobs)
             outcomes = Outcomes(jobs, webhooks, batches, metrics, renderer(jobs))
+            pressure = Pressure(settings, jobs, client, metrics)
             scrape = ScrapeService(settings, jobs)
             te = TaskEngine(settings, jobs)
             te.scrape_jobs = lambda: scrape.jobs
@@ -84,7 +87,7 @@ async def running(settings: Settings, renderer: Callable[[JobService], Callable[
                             leases=Leases(settings.database_location, settings.service_lease_seconds), registry=registry)
             await runner.start()
             try:
-                yield Parts(settings, hub, jobs, stats, metrics, webhooks, batches, outcomes, scrape, te, fastlane, runner)
+                yield Parts(settings, hub, jobs, stats, metrics, webhooks, batches, outcomes, scrape, te, fastlane, runner, pressure)
             finally:
                 await runner.stop()
     finally:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry
 
 from sojourn.api import errors
 from sojourn.assembly import ALL, HTTP_ONLY, running
-from sojourn.api.auth import KeyAuth
+from sojourn.api.auth import KeyAuth, presented_key
 from sojourn.api.bodylimit import BodySizeLimit
 from sojourn.api.dialects import native
 from sojourn.api.dialects.native.jobs import renderer
@@ -18,6 +18,7 @@ from sojourn.api.dialects.tourist import create_tourist_app
 from sojourn.api.dialects import fastlane, scrape, taskengine
 from sojourn.api.ratelimit import RateLimiter, RateLimitMiddleware
 from sojourn.api.timing import RequestTiming
+from sojourn.services.service_error import ServiceError
 from sojourn.settings import Settings, get_settings
 
 
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None, *, services: bool = True) -> Fa
             st = app.state
             st.parts = parts
             st.jobs, st.hub, st.stats, st.metrics, st.webhooks, st.batches = parts.jobs, parts.hub, parts.stats, parts.metrics, parts.webhooks, parts.batches
-            st.scrape, st.taskengine, st.fastlane, st.runner = parts.scrape, parts.taskengine, parts.fastlane, parts.runner
+            st.scrape, st.taskengine, st.fastlane, st.runner, st.pressure = parts.scrape, parts.taskengine, parts.fastlane, parts.runner, parts.pressure
             yield
 
     app = FastAPI(
@@ -60,6 +61,15 @@ def create_app(settings: Settings | None = None, *, services: bool = True) -> Fa
     @app.get("/health", tags=["system"], summary="Liveness")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/pressure", tags=["system"], summary="How much more work the cluster can take, in browserless's shape "
+             "(for balancers and autoscalers); any valid key (header or ?token=), or none with SOJOURN_PRESSURE_PUBLIC")
+    async def pressure(request: Request, token: str | None = None) -> dict[str, Any]:
+        if not settings.pressure_public:
+            key = presented_key(request) or token  # browserless's health checks send ?token=
+            if not key or request.app.state.auth.lookup(key) is None:
+                raise ServiceError(401, "UNAUTHORIZED", "A valid API key is required: `Authorization: Bearer <key>`, `X-API-Key` or `?token=`.")
+        return await request.app.state.pressure.read()
 
     @app.get("/metrics", tags=["system"], summary="Prometheus metrics", response_class=Response)
     async def metrics(request: Request) -> Response:

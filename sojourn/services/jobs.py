@@ -58,6 +58,8 @@ from sojourn.services.retention_policy import RetentionPolicy
 from sojourn.services.job_view import FINAL, FINAL_EVENTS, HELD, PRIORITIES, STATE_TYPES_FOR_STATUS, JobView
 from sojourn.settings import Settings
 from sojourn.spec import JobSpec
+from sojourn.store import refusals
+from sojourn.store.db import session
 from sojourn.store.jobs import Job
 from sojourn.tags import job_id_from_tags, owner_tag
 
@@ -273,11 +275,19 @@ class JobService:
             return
         queued = sum(counts.values())
         if queued + adding > self.settings.max_queued_jobs:
+            try:  # counted for every API process to see (/pressure's recentlyRejected)
+                await asyncio.to_thread(self._record_refusal, adding)
+            except Exception as exc:
+                log.warning("could not count a refused submission: %r", exc)
             raise ServiceError(
                 503, "QUEUE_FULL",
                 f"The job queue is full ({queued} jobs waiting, limit {self.settings.max_queued_jobs}); try again later.",
                 {"queued": queued, "limit": self.settings.max_queued_jobs}, headers={"Retry-After": "5"},
             )
+
+    def _record_refusal(self, jobs: int) -> None:
+        with session(self.settings.database_location) as db:
+            refusals.record(db, int(time.time()) // 60, jobs)
 
     def queue_position(self, view: JobView) -> int | None:
         """About how many jobs will start before this one, itself included: those waiting in queues served before

@@ -57,6 +57,10 @@ class Metrics:
         self.contexts = Gauge("sojourn_browser_contexts_open", "Browser contexts open on a worker", ["worker"], registry=r)
         self.launches = Gauge("sojourn_browser_launches", "Browsers a worker has launched since it started", ["worker"], registry=r)
         self.crashes = Gauge("sojourn_browser_crashes", "Browser crashes a worker has recovered from", ["worker"], registry=r)
+        self.cpu = Gauge("sojourn_worker_cpu_percent", "CPU in use on a worker's machine", ["worker"], registry=r)
+        self.memory = Gauge("sojourn_worker_memory_percent", "Memory in use on a worker's machine (of its cgroup's limit if any)", ["worker"], registry=r)
+        # Figures other parts export (the pressure): each is refreshed with the job counts, at most every 5 s.
+        self.refreshers: list[Callable[[], Awaitable[None]]] = []
         if reads is not None:
             r.register(_Reads(reads))  # type: ignore[arg-type]
         self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -71,6 +75,11 @@ class Metrics:
     def worker_report(self, name: str, payload: dict[str, Any]) -> None:
         self._reports[name] = (time.monotonic(), payload)
 
+    def live_reports(self) -> dict[str, dict[str, Any]]:
+        """The latest report of each worker heard from recently, by worker name."""
+        now = time.monotonic()
+        return {n: p for n, (t, p) in self._reports.items() if now - t < self.stale_after}
+
     async def render(self) -> bytes:
         if time.monotonic() - self._refreshed > 5:
             await self._refresh()
@@ -84,12 +93,13 @@ class Metrics:
         waiting = await self.waiting() if self.waiting is not None else {}
         for priority in PRIORITIES:
             self.queue.labels(priority).set(waiting.get(priority, 0))
+        for refresh in self.refreshers:
+            await refresh()
 
     def _export_workers(self) -> None:
-        now = time.monotonic()
-        for gauge in (self.running, self.slots, self.contexts, self.launches, self.crashes):
+        for gauge in (self.running, self.slots, self.contexts, self.launches, self.crashes, self.cpu, self.memory):
             gauge.clear()
-        live = {n: p for n, (t, p) in self._reports.items() if now - t < self.stale_after}
+        live = self.live_reports()
         self._reports = {n: v for n, v in self._reports.items() if n in live}
         self.workers.set(len(live))
         for name, p in live.items():
@@ -98,3 +108,6 @@ class Metrics:
             self.contexts.labels(name).set(p.get("contexts_open", 0))
             self.launches.labels(name).set(p.get("browsers_launched", 0))
             self.crashes.labels(name).set(p.get("browser_crashes", 0))
+            for gauge, key in ((self.cpu, "cpu"), (self.memory, "memory")):
+                if p.get(key) is not None:
+                    gauge.labels(name).set(p[key])

@@ -446,7 +446,9 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
         from prefect.events import emit_event
 
         from sojourn.browser.pool import get_pool
+        from sojourn.worker.host_load import HostLoad
 
+        host = HostLoad()
         while True:
             stats = get_pool().stats
             running = sum(1 for t in self._running.values() if not t.done())
@@ -460,6 +462,8 @@ class SojournWorker(BaseWorker[SojournJobConfiguration, SojournVariables, Sojour
                     "browser_crashes": stats.crashes,
                     "contexts_open": stats.contexts_open,
                     "contexts_opened": stats.contexts_opened,
+                    "cpu": host.cpu_percent(),  # of this machine, since the last report (percent)
+                    "memory": host.memory_percent(),
                 },
             )
             await asyncio.sleep(self.heartbeat_interval_seconds)

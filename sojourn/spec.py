@@ -144,6 +144,7 @@ class Capture(_Model):
     alerts: bool = False
     trace: bool = False
     moves: bool = Field(True, description="plain-English jobs: a screenshot after every move (the final one is kept either way when the job returns an image)")
+    on_failure: bool = Field(True, description="when the job fails, keep a screenshot and the HTML of the page it was on (failure.png, failure.html)")
 
     @model_validator(mode="before")
     @classmethod
@@ -168,7 +169,7 @@ class Capture(_Model):
     @property
     def any(self) -> bool:
         """Anything to capture of the page when the job's steps are done (``moves`` is about agent moves)."""
-        return any(bool(getattr(self, f)) for f in type(self).model_fields if f != "moves")
+        return any(bool(getattr(self, f)) for f in type(self).model_fields if f not in ("moves", "on_failure"))
 
 
 class ExtractRule(_Model):

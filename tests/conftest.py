@@ -80,7 +80,8 @@ _PREFECT = PrefectServer()
 # `make test` runs the suite on two workers, a file at a time (pytest-xdist: -n 2 --dist loadfile); each worker is
 # a session of its own (its Prefect server, stack and browser). The heaviest files go first (seconds in a serial
 # run here), so the long ones start early and the short ones fill in beside them, instead of one long file
-# running alone at the end.
+# running alone at the end. (xdist would reorder files by their number of tests: the Makefile says
+# --no-loadscope-reorder, else the two-test HA file, the longest, started last.)
 HEAVY_FIRST = ["test_native_api", "test_fastlane", "test_scale_out", "test_prefect_ha", "test_runtime", "test_taskengine",
                "test_services", "test_scrape", "test_stopping", "test_cli", "test_tourist", "test_agent", "test_firefox",
                "test_planner_corpus", "test_faults", "test_browse", "test_load", "test_ledger"]

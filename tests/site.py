@@ -91,6 +91,7 @@ PAGES: dict[str, bytes] = {
         <tr class=row><td class=name>Gadget</td><td class=price data-cents=2999>$29.99</td></tr></table>
         <a class=link href=/a>A</a><a class=link href=/b>B</a>""",
     ),
+    "/painted": page("Painted", "<div style='position:fixed;inset:0;background:#e0452b'></div><h1 id=painted style='position:relative'>Painted red</h1>"),
     "/pdf": page("PDF source", "<h1>Printable heading</h1><p>The quick brown fox jumps over the lazy dog.</p>"),
     "/long": page("Long", "<div style='height:3000px;background:linear-gradient(#fff,#00f)'>top</div><p>bottom</p>"),
     "/animated": page(

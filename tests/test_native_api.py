@@ -921,3 +921,85 @@ def test_results_are_deleted_after_the_retention_time(stack, site, tmp_path):
             assert job["id"] not in [j["id"] for j in http.get("/api/v1/jobs").json()["jobs"]]
     finally:
         processes.stop(proc, timeout=30)
+
+
+def test_pressure_answers_browserless_shape_and_moves_as_jobs_are_accepted_and_refused(stack, site, tmp_path):
+    """GET /pressure: the cluster's figures in browserless's shape. An API of its own (its own facade database, the
+    session's Prefect and worker) with room for two more waiting jobs: the queue fills, isAvailable turns false with
+    reason `full`, a third submission is refused and counted in recentlyRejected, a cancel makes room again."""
+    from prefect.client.orchestration import get_client
+
+    from sojourn.services.jobs import queued_filter
+
+    async def waiting_in_prefect() -> int:
+        async with get_client() as client:
+            return await client.count_flow_runs(flow_run_filter=queued_filter())
+
+    # nothing of earlier tests is on its way into or out of the queue (their waiting jobs are due hours from now)
+    def settled() -> tuple[int] | None:
+        n = asyncio.run(waiting_in_prefect())
+        time.sleep(1)
+        return (n,) if asyncio.run(waiting_in_prefect()) == n else None
+
+    q0 = until("a settled queue", settled, timeout=30)[0]
+    proc, base = stack.extra_api(SOJOURN_MAX_QUEUED_JOBS=str(q0 + 2), SOJOURN_DATABASE_URL=f"sqlite:///{tmp_path / 'facade.db'}")
+    try:
+        assert httpx.get(f"{base}/pressure").status_code == 401
+        with httpx.Client(base_url=base, headers={"X-API-Key": stack.admin_key}, timeout=30) as http:
+
+            def pressure() -> dict:
+                return httpx.get(f"{base}/pressure", params={"token": stack.admin_key}, timeout=30).json()["pressure"]
+
+            p = pressure()
+            assert set(p) == {"cpu", "date", "isAvailable", "maxConcurrent", "maxQueued", "memory", "message", "queued", "reason",
+                              "recentlyRejected", "running"}
+            assert abs(p["date"] / 1000 - time.time()) < 60 and p["maxQueued"] == q0 + 2
+            assert (p["queued"], p["isAvailable"], p["reason"], p["message"], p["recentlyRejected"]) == (q0, True, "", "", 0)
+            # the session's worker reports its slots and its machine's load with its heartbeat
+            p = until("the worker's report", lambda: (p := pressure())["maxConcurrent"] and p["cpu"] is not None and p)
+            assert p["maxConcurrent"] == 4 and 0 <= p["cpu"] <= 100 and 0 < p["memory"] <= 100, p
+
+            running = submit(http, quick(site, wait_ms=4000))
+            wait_for(http, running, statuses=("processing",))
+            until("the running job counted", lambda: pressure()["running"] >= 1, timeout=10)
+            wait_for(http, running)
+
+            later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+            first = submit(http, quick(site), input={"runAt": later})
+            until("one more queued", lambda: pressure()["queued"] == q0 + 1, timeout=10)
+            assert pressure()["isAvailable"] is True
+            second = submit(http, quick(site), input={"runAt": later})
+            p = until("the queue full", lambda: (p := pressure())["queued"] == q0 + 2 and p, timeout=10)
+            assert (p["isAvailable"], p["reason"]) == (False, "full") and "full" in p["message"], p
+            refused = http.post("/api/v1/jobs", json={"type": "browse", "input": {"steps": quick(site), "runAt": later}})
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "QUEUE_FULL"
+            until("the refusal counted", lambda: pressure()["recentlyRejected"] == 1, timeout=10)
+            # the same figures for Prometheus
+            metrics = until("the gauges", lambda: "sojourn_jobs_recently_rejected 1.0" in (m := httpx.get(f"{base}/metrics").text) and m, timeout=15)
+            assert "sojourn_pressure_available 0.0" in metrics and f"sojourn_queue_limit {q0 + 2}.0" in metrics
+
+            assert http.post(f"/api/v1/jobs/{first}/cancel").status_code == 200
+            p = until("room again", lambda: (p := pressure())["queued"] == q0 + 1 and p, timeout=10)
+            assert (p["isAvailable"], p["reason"], p["recentlyRejected"]) == (True, "", 1)
+            assert http.post(f"/api/v1/jobs/{second}/cancel").status_code == 200
+    finally:
+        processes.stop(proc, timeout=30)
+
+
+def test_a_failed_job_keeps_a_screenshot_and_the_html_of_the_page_it_failed_on(stack, site):
+    with stack.client(new_key(stack)) as http:
+        failing = [{"url": site.url("/painted"), "actions": ["page.click('#not-there', {timeout: 1000})"]}]
+        job = wait_for(http, submit(http, failing))
+        assert job["status"] == "failed" and job["error"]["code"] == "TIMEOUT", job  # the click waited for it in vain
+        snapshot = job["error"]["details"]["failureSnapshot"]
+        assert snapshot["url"] == site.url("/painted") and snapshot["html"] == "failure.html"
+        shot = png_image(http.get(f"/api/v1/screenshots/{snapshot['screenshot']}").content)
+        assert shot.size == (1280, 720) and shot.convert("RGB").getpixel((640, 600)) == (0xE0, 0x45, 0x2B)  # the painted page
+        assert [s["id"] for s in http.get(f"/api/v1/jobs/{job['id']}/screenshots").json()["screenshots"]] == [snapshot["screenshot"]]
+        page_html = http.get(f"/api/v1/jobs/{job['id']}/artifacts/failure.html")
+        assert page_html.status_code == 200 and "Painted red" in page_html.text
+
+        # off on request: nothing kept, the error alone
+        job = wait_for(http, submit(http, failing, input={"capture": {"onFailure": False}}))
+        assert job["error"]["code"] == "TIMEOUT" and "failureSnapshot" not in job["error"]["details"], job
+        assert http.get(f"/api/v1/jobs/{job['id']}/screenshots").json()["total"] == 0

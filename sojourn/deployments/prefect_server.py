@@ -123,6 +123,35 @@ async def _prepare() -> None:
         await conn.close()  # the lock goes with the connection
 
 
+SERVICES_STOP_SECONDS = 10.0
+
+
+def _stop_services_on_sigterm() -> None:
+    """Prefect's services process has no SIGTERM handler (it died at once, leaving its Redis consumers behind);
+    Ctrl-C stops it cleanly, so a stop asked with SIGTERM is taken as one. Its clean stop waits for every service's
+    task to end, and one that does not (seen once in CI, on a loaded machine) would hold the process forever: after
+    SERVICES_STOP_SECONDS the stacks of every thread go to stderr, for the record, and the process exits."""
+    import faulthandler
+    import os
+    import signal
+    import threading
+
+    def give_up() -> None:
+        print(f"Prefect's services did not stop within {SERVICES_STOP_SECONDS:g} s of SIGTERM; exiting. Where they were:",
+              file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(3)
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        timer = threading.Timer(SERVICES_STOP_SECONDS, give_up)
+        timer.daemon = True
+        timer.start()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop at a time; the timer bounds it
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def main() -> None:
     """Prefect's CLI (``prefect ...``), with the SQLite fixes installed first; ``prepare``: see :func:`prepare_command`."""
     if sys.argv[1:] == ["prepare"]:
@@ -131,11 +160,7 @@ def main() -> None:
         asyncio.run(_prepare())
         return
     if sys.argv[1:4] == ["server", "services", "start"]:
-        import signal
-
-        # Prefect's services process has no SIGTERM handler (it died at once, leaving its Redis consumers behind);
-        # Ctrl-C stops it cleanly, so a stop asked with SIGTERM is taken as one.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        _stop_services_on_sigterm()
     from sojourn.deployments.prefect_sqlite import install
 
     install()

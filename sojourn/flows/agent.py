@@ -33,6 +33,7 @@ from sojourn.job_identity import current_job_id
 from sojourn.progress import Progress
 from sojourn.settings import get_settings
 from sojourn.spec import JobSpec
+from sojourn.tasks.failure_snapshot import snapshot_failure
 from sojourn.tasks.job import JobRun
 
 
@@ -135,12 +136,19 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
         async with asyncio.timeout(spec.effective_timeout):
             async with pool.context(spec.browser, policy=policy, **context_options(spec)) as handle:
                 run.session = JobSession(handle.context, handle.page, step_timeout=settings.default_step_timeout, policy=policy, headers=spec.headers)
-                for n in range(1, settings.agent_max_steps + 1):
-                    await agent_step(run, state, n, progress)
-                    if state.done:
-                        break
-                else:
-                    raise JobError(ErrorCode.TIMEOUT, f"the goal was not reached in {settings.agent_max_steps} moves (SOJOURN_AGENT_MAX_STEPS)")
+                try:
+                    for n in range(1, settings.agent_max_steps + 1):
+                        await agent_step(run, state, n, progress)
+                        if state.done:
+                            break
+                    else:
+                        raise JobError(ErrorCode.TIMEOUT, f"the goal was not reached in {settings.agent_max_steps} moves (SOJOURN_AGENT_MAX_STEPS)")
+                except JobError as exc:
+                    if spec.capture.on_failure and handle.context.browser is not None and handle.context.browser.is_connected():
+                        snapshot = await snapshot_failure(run, handle.page, len(run.steps) + 1)
+                        if snapshot:
+                            exc.details["failureSnapshot"] = snapshot
+                    raise
         if want == "text" and not state.answer:
             raise JobError(ErrorCode.ACTION_FAILED, "the agent finished without an answer")
         manifest.status = "completed"

@@ -38,6 +38,7 @@ from sojourn.settings import get_settings
 from sojourn.spec import JobSpec, spec_errors
 from sojourn.tags import tag_values
 from sojourn.tasks.capture import capture
+from sojourn.tasks.failure_snapshot import snapshot_failure
 from sojourn.tasks.job import JobRun
 from sojourn.tasks.step import run_step, step_label
 from sojourn.ui import publish_to_ui
@@ -126,6 +127,7 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
         retry_delay_seconds=exponential_backoff(spec.retry_delay) if spec.retry_delay else 0,
     )
     handle = None
+    snapshot: dict[str, str] | None = None
     policy = JobPolicy(job_id=job_id, url_allow=tuple(spec.url_allow), hosts=dict(spec.hosts))
     try:
         pool.require(spec.browser)
@@ -137,13 +139,18 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
                 run.session = JobSession(handle.context, handle.page, step_timeout=settings.default_step_timeout, policy=policy, headers=spec.headers)
                 if spec.cookies:
                     await handle.context.add_cookies(playwright_cookies(spec))
-                for index, step in enumerate(spec.steps):
-                    if index:
-                        await progress.update(done=index, current=step_label(index, step))
-                    run.steps.append(await step_task(run, index, step))
-                if final_work:
-                    await progress.update(done=len(spec.steps), current="Capturing")
-                    await capture(run)
+                try:
+                    for index, step in enumerate(spec.steps):
+                        if index:
+                            await progress.update(done=index, current=step_label(index, step))
+                        run.steps.append(await step_task(run, index, step))
+                    if final_work:
+                        await progress.update(done=len(spec.steps), current="Capturing")
+                        await capture(run)
+                except Exception:
+                    if spec.capture.on_failure and not _browser_died(handle):  # the page as it was, while it is open
+                        snapshot = await snapshot_failure(run, handle.page, min(len(run.steps), len(spec.steps) - 1))
+                    raise
         manifest.status = "completed"
         logger.info("job %s completed: %d artifacts", job_id, len(run.artifacts))
     except asyncio.CancelledError:
@@ -157,6 +164,8 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
         err = exc if isinstance(exc, JobError) else JobError(ErrorCode.BROWSER_ERROR, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         if _browser_died(handle):
             err = BrowserCrashed(ErrorCode.BROWSER_ERROR, f"the browser crashed: {err.message}", step=err.step, action=err.action)
+        if snapshot:
+            err.details["failureSnapshot"] = snapshot
         manifest.error = err.to_dict()
         if err is exc:
             raise

@@ -134,9 +134,15 @@ class ScreenshotOptions(_Model):
     full_page: bool = True
 
 
+class HarOptions(_Model):
+    content: Literal["omit", "embed", "attach"] = Field(
+        "embed", description="response bodies: left out, embedded in the HAR, or attached beside it (the HAR is then a zip)")
+
+
 class Capture(_Model):
     screenshot: bool | ScreenshotOptions = False
     pdf: bool | PdfOptions = False
+    har: bool | HarOptions = Field(False, description="the job's network traffic as a HAR file (network.har, or network.har.zip with attached bodies)")
     video: bool = False
     html: bool = False
     text: bool = False
@@ -161,6 +167,12 @@ class Capture(_Model):
         return self.screenshot or None
 
     @property
+    def har_options(self) -> HarOptions | None:
+        if self.har is True:
+            return HarOptions()
+        return self.har or None
+
+    @property
     def pdf_options(self) -> PdfOptions | None:
         if self.pdf is True:
             return PdfOptions()
@@ -168,8 +180,9 @@ class Capture(_Model):
 
     @property
     def any(self) -> bool:
-        """Anything to capture of the page when the job's steps are done (``moves`` is about agent moves)."""
-        return any(bool(getattr(self, f)) for f in type(self).model_fields if f not in ("moves", "on_failure"))
+        """Anything to capture of the page when the job's steps are done (``moves`` is about agent moves; the HAR and
+        the failure snapshot are recorded on the way)."""
+        return any(bool(getattr(self, f)) for f in type(self).model_fields if f not in ("moves", "on_failure", "har"))
 
 
 class ExtractRule(_Model):

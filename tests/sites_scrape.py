@@ -8,6 +8,8 @@
     /about            a plain page (a target without an item selector is one result)
     /many?n=N&page=P  N products per page (ids carry the page), "next" links up to page 10
     /books/page-N.html  the README's example: <article>s with an <h3> title and a .price, "a.next" links, 3 pages
+    /members          3 products (robots.txt keeps Sojourn out of it)
+    /robots.txt       `*` may not read /catalog; Sojourn may read it, but not its page 2, nor /members
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ class _Handler(BaseHTTPRequestHandler):
             items = "".join(f'<article class="product_pod"><h3><a href="#">{t}</a></h3><p class="price">{p}</p></article>' for t, p in BOOKS.get(n, []))
             nxt = f'<ul class="pager"><li><a class="next" href="page-{n + 1}.html">next</a></li></ul>' if n < len(BOOKS) else ""
             return self._send(200 if n in BOOKS else 404, _page(f"Books {n}", items + nxt))
+        if path == "/robots.txt":
+            rules = "User-agent: *\nDisallow: /catalog\n\nUser-agent: Sojourn\nDisallow: /catalog?page=2\nDisallow: /members\n"
+            return self._send(200, rules.encode())
+        if path == "/members":
+            return self._send(200, _page("Members", "".join(_product(*p) for p in CATALOG[3][:3])))
         if path == "/about":
             return self._send(200, _page("About us", "<h1>About</h1><p>We sell Greek letters.</p>"))
         if path == "/many":

@@ -476,3 +476,29 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("browser", ["chromium", "firefox"])
+async def test_har_lists_the_page_and_its_subresources_with_their_status(site, browser):
+    """capture.har: the job's traffic as HAR 1.2 (Playwright's recorder), bodies embedded; a request the URL policy
+    refuses is an entry with the refusal, never the refused content."""
+    tag = uuid.uuid4().hex
+
+    def url(path: str) -> str:  # the job may reach the site by the name localhost only
+        return site.url(path, host="localhost")
+
+    refused = site.url(f"/?refused={tag}")  # 127.0.0.1: not on the job's allow-list
+    steps = [{"url": url(f"/slow-image?t={tag}")}, {"url": url(f"/flaky?key={tag}&fail=1")}, {"url": url("/cross-site?frame=" + refused)}]
+    m = await run_job({"steps": steps, "browser": browser, "capture": {"har": True}, "urlAllow": ["localhost"]})
+    har = json.loads(await artifact_bytes(m, "har"))
+    entries = [(e["request"]["url"], e["response"]["status"]) for e in har["log"]["entries"]]
+    assert har["log"]["version"] == "1.2" and har["log"]["pages"], har["log"].keys()
+    assert (url(f"/slow-image?t={tag}"), 200) in entries, entries
+    assert (url("/slow.png?ms=1500"), 200) in entries, entries  # the page's image
+    assert (url(f"/flaky?key={tag}&fail=1"), 503) in entries, entries  # an error answer is recorded as it came
+    page_entry = next(e for e in har["log"]["entries"] if e["request"]["url"] == url(f"/slow-image?t={tag}"))
+    assert "slow" in page_entry["response"]["content"].get("text", ""), page_entry["response"]["content"]  # the body, embedded
+    blocked = [e["response"] for e in har["log"]["entries"] if e["request"]["url"] == refused]
+    assert blocked and all(r["status"] != 200 and "Hello Sojourn" not in r["content"].get("text", "") for r in blocked), blocked
+    assert not any(h.query.get("refused") == [tag] for h in site.state.hits)  # it never reached the site
+    assert m.artifact("har").name == "network.har" and m.artifact("har").content_type == "application/json"

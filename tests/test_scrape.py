@@ -617,3 +617,39 @@ def test_rate_limit_headers_and_429_in_the_dialects_shape(stack):
         assert answers[0].headers["X-RateLimit-Limit"] == "3" and int(answers[0].headers["X-RateLimit-Reset"]) > time.time()
         r = http.get("/projects")
         assert r.status_code == 429 and r.json()["code"] == "RATE_LIMITED" and "detail" in r.json() and int(r.headers["Retry-After"]) >= 1
+
+
+def test_a_project_that_respects_robots_txt_skips_what_it_disallows(tenant, catalog_site):
+    """The site's robots.txt names Sojourn: its group (not `*`'s) applies. The catalogue's first page is read and its
+    disallowed page 2 is not followed; /members is skipped and reported; the file is fetched once for the job. The
+    same targets in a project that does not ask (the default) are read whole."""
+    def project(config: dict) -> tuple[str, dict[str, str]]:
+        pid = tenant.post("/projects", json={"name": "robots", "config": {"rate_limit_delay": 0, **config}}).json()["id"]
+        tids = {}
+        for name, url in (("catalog", catalog_site.url("/catalog")), ("members", catalog_site.url("/members"))):
+            r = tenant.post(f"/projects/{pid}/targets", json={"url": url, **PRODUCT, "next_page": "a.next", "max_pages": 3})
+            assert r.status_code == 201, r.text
+            tids[name] = r.json()["id"]
+        return pid, tids
+
+    pid, tids = project({"respect_robots_txt": True})
+    assert tenant.get(f"/projects/{pid}").json()["config"]["respect_robots_txt"] is True
+    before = len(catalog_site.hits)
+    job = wait_final(tenant, tenant.post(f"/projects/{pid}/jobs").json()["id"])
+    hits = catalog_site.hits[before:]
+    assert job["status"] == "completed", job
+    status = {t["target_id"]: t for t in job["target_status"]}
+    assert status[tids["catalog"]]["status"] == "completed" and status[tids["catalog"]]["results_count"] == 4  # page 1 only
+    skipped = status[tids["members"]]
+    assert skipped["status"] == "skipped" and skipped["results_count"] == 0 and "robots.txt" in skipped["error"], skipped
+    assert job["progress"]["completed_targets"] == 2 and job["progress"]["percentage"] == 100
+    assert hits.count("/robots.txt") == 1 and "/members" not in hits and "/catalog?page=2" not in hits, hits
+    warnings = tenant.get(f"/jobs/{job['id']}/logs", params={"level": "warning"}).json()["logs"]
+    assert any(e["target_id"] == tids["members"] and "Target skipped" in e["message"] and "/members" in e["message"] for e in warnings), warnings
+    assert any(e["target_id"] == tids["catalog"] and "next page skipped" in e["message"] for e in warnings), warnings
+
+    pid, tids = project({})
+    assert tenant.get(f"/projects/{pid}").json()["config"]["respect_robots_txt"] is False
+    job = wait_final(tenant, tenant.post(f"/projects/{pid}/jobs").json()["id"])
+    counts = {t["target_id"]: (t["status"], t["results_count"]) for t in job["target_status"]}
+    assert counts == {tids["catalog"]: ("completed", 11), tids["members"]: ("completed", 3)}, job

@@ -59,6 +59,7 @@ class ContextHandle:
     video_dir: Path | None = None
     trace_path: Path | None = None
     video_path: Path | None = None
+    har_path: Path | None = None  # written by Playwright when the context closes
 
 
 class BrowserPool:
@@ -169,9 +170,11 @@ class BrowserPool:
     # -------------------------------------------------------------- contexts
     @asynccontextmanager
     async def context(
-        self, kind: str = "chromium", *, video: bool = False, trace: bool = False, policy: JobPolicy | None = None, **options: Any
+        self, kind: str = "chromium", *, video: bool = False, trace: bool = False, har: str | None = None, policy: JobPolicy | None = None,
+        **options: Any,
     ) -> AsyncIterator[ContextHandle]:
-        """A fresh context and page for one job, closed (and its video finished) on exit.
+        """A fresh context and page for one job, closed (and its video finished) on exit. ``har``: record the
+        context's traffic as HAR with response bodies ``omit``-ted, ``embed``-ded or ``attach``-ed (a zip).
 
         Every request of the context goes through the egress proxy under ``policy``
         (a default one when none is given: the server's URL policy always applies).
@@ -188,6 +191,10 @@ class BrowserPool:
                 options["record_video_dir"] = str(handle.video_dir)
                 if options.get("viewport"):
                     options["record_video_size"] = options["viewport"]
+            if har:
+                handle.har_path = self._tmp / f"har-{id(handle)}.{'zip' if har == 'attach' else 'har'}"
+                options["record_har_path"] = str(handle.har_path)
+                options["record_har_content"] = har
             try:
                 handle.context = await launched.browser.new_context(**options)
                 if trace:

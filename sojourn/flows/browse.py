@@ -133,8 +133,10 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
         pool.require(spec.browser)
         progress.start(step_label(0, spec.steps[0]) if spec.steps else "Starting")
         async with asyncio.timeout(spec.effective_timeout):
+            har = spec.capture.har_options
             async with pool.context(
-                spec.browser, video=spec.capture.video, trace=spec.capture.trace, policy=policy, **context_options(spec)
+                spec.browser, video=spec.capture.video, trace=spec.capture.trace, har=har.content if har else None, policy=policy,
+                **context_options(spec),
             ) as handle:
                 run.session = JobSession(handle.context, handle.page, step_timeout=settings.default_step_timeout, policy=policy, headers=spec.headers)
                 if spec.cookies:
@@ -202,7 +204,7 @@ def _browser_died(handle: Any) -> bool:
 
 
 async def _store_recordings(run: JobRun, handle: Any) -> None:
-    """Video and trace exist only once the context is closed."""
+    """Video, trace and HAR exist only once the context is closed."""
     if handle is None:
         return
     last = len(run.spec.steps) - 1
@@ -212,6 +214,11 @@ async def _store_recordings(run: JobRun, handle: Any) -> None:
     if handle.trace_path and handle.trace_path.exists():
         await run.save(kind="trace", name="trace.zip", data=handle.trace_path.read_bytes(), content_type="application/zip", step=last)
         handle.trace_path.unlink(missing_ok=True)
+    if handle.har_path and handle.har_path.exists():
+        zipped = handle.har_path.suffix == ".zip"
+        await run.save(kind="har", name="network.har.zip" if zipped else "network.har", data=handle.har_path.read_bytes(),
+                       content_type="application/zip" if zipped else "application/json", step=last)
+        handle.har_path.unlink(missing_ok=True)
 
 
 def context_options(spec: JobSpec) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from sojourn.browser.egress import JobPolicy
 from sojourn.browser.url_policy import check_host, url_host
 from sojourn.job_errors import ErrorCode, JobError
 from sojourn.job_identity import emit_job_event
+from sojourn.tasks.robots import Robots
 
 STATUS_FILE = "scrape.json"
 EVENT = "sojourn.job.scrape"
@@ -102,6 +103,7 @@ class ScrapeRun:
         self.page_timeout = page_timeout
         self.cap = int(spec.get("max_results_per_target") or 100)
         self.delay = float(spec.get("rate_limit_delay") or 0.0)
+        self.robots = Robots(context.request, page_timeout) if spec.get("respect_robots_txt") else None
         self.targets: dict[str, dict[str, Any]] = {
             t["id"]: {"status": "pending", "results_count": 0, "pages": 0, "error": None, "started_at": None,
                       "finished_at": None, "duration_seconds": None, "url": t["url"]}
@@ -114,7 +116,7 @@ class ScrapeRun:
 
     # ------------------------------------------------------------------ status
     def summary(self) -> dict[str, Any]:
-        done = sum(1 for t in self.targets.values() if t["status"] in ("completed", "failed"))
+        done = sum(1 for t in self.targets.values() if t["status"] in ("completed", "failed", "skipped"))
         total = len(self.targets)
         return {
             "total_targets": total,
@@ -200,6 +202,16 @@ async def _load(run: ScrapeRun, page: Any, url: str, target: dict[str, Any]) -> 
     return status
 
 
+async def _skip(run: ScrapeRun, target_id: str, why: str, started: float) -> dict[str, Any]:
+    """A target whose URL robots.txt disallows: not visited, reported as skipped (the job goes on)."""
+    run.targets[target_id].update(status="skipped", error=f"skipped: {why}", finished_at=datetime.now(timezone.utc).isoformat(),
+                                  duration_seconds=round(time.monotonic() - started, 3))
+    await run.save_status()
+    run.emit("target_skipped", target_id, reason=why)
+    get_run_logger().warning("[%s] Target skipped: %s", target_id, why)
+    return {"target_id": target_id, "results_count": 0, "pages": 0, "skipped": True}
+
+
 @task(name="scrape-target", cache_policy=NO_CACHE, retry_condition_fn=_should_retry, task_run_name="target {target_id}")
 async def scrape_target(run: ScrapeRun, target_id: str, target: dict[str, Any]) -> dict[str, Any]:
     logger = get_run_logger()
@@ -225,6 +237,13 @@ async def scrape_target(run: ScrapeRun, target_id: str, target: dict[str, Any]) 
             if url in seen_urls:
                 logger.info("[%s] next page %s was seen already: stopping", target_id, url)
                 break
+            if run.robots is not None:
+                allowed, why = await run.robots.check(url)
+                if not allowed and page_no == 0:
+                    return await _skip(run, target_id, why, started)
+                if not allowed:
+                    logger.warning("[%s] next page skipped: %s; stopping", target_id, why)
+                    break
             seen_urls.add(url)
             page_no += 1
             await _load(run, page, url, target)

@@ -17,7 +17,7 @@ from sojourn.store.clock import utcnow
 from sojourn.store.db import session
 from sojourn.store.scrape import ScrapeJob, ScrapeProject, ScrapeResult, ScrapeSchedule, ScrapeTarget
 
-PROJECT_DEFAULTS: dict[str, Any] = {"max_results_per_target": 100, "rate_limit_delay": 1.0}
+PROJECT_DEFAULTS: dict[str, Any] = {"max_results_per_target": 100, "rate_limit_delay": 1.0, "respect_robots_txt": False}
 EXTRACT_KEYS = ("item_selector", "fields", "next_page", "max_pages", "wait_for", "dedupe_keys", "screenshot")
 
 

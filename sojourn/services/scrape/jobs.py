@@ -127,6 +127,7 @@ class ScrapeJobs:
             "max_results_per_target": int(cap or config["max_results_per_target"]), "rate_limit_delay": float(config.get("rate_limit_delay") or 0),
             "retries": self.settings.scrape_target_retries, "retry_delay": self.settings.scrape_retry_delay,
             "parallel_domains": self.settings.scrape_parallel_domains, "url_allow": list(url_allow),
+            "respect_robots_txt": bool(config.get("respect_robots_txt")),
         }
         if job is None:
             spec.pop("job")
@@ -250,7 +251,7 @@ class ScrapeJobs:
                 entry["error"] = t["error"]
             target_status.append(entry)
         total = len(target_status)
-        done = sum(1 for t in target_status if t["status"] in ("completed", "failed"))
+        done = sum(1 for t in target_status if t["status"] in ("completed", "failed", "skipped"))
         progress: dict[str, Any] = {
             "total_targets": total, "completed_targets": done,
             "total_results": sum(t["results_count"] for t in target_status),
@@ -418,7 +419,7 @@ class ScrapeJobs:
                         data["target_results_count"] = payload.get("results_count", 0)
                     if payload.get("error"):
                         data["error"] = payload["error"]
-                    if kind in ("progress", "target_started", "target_completed", "target_failed"):
+                    if kind in ("progress", "target_started", "target_completed", "target_failed", "target_skipped"):
                         yield {"type": kind, "data": data}
                 elif name in FINAL_EVENTS:
                     fresh = await asyncio.to_thread(self.row, job_id, principal)
@@ -442,7 +443,7 @@ class ScrapeJobs:
         name = item["event"]
         if name == EVENT:
             payload = item.get("payload") or {}
-            if payload.get("type") in ("target_started", "target_completed", "target_failed") and item.get("job_id"):
+            if payload.get("type") in ("target_started", "target_completed", "target_failed", "target_skipped") and item.get("job_id"):
                 row = await asyncio.to_thread(self.by_sojourn_id, item["job_id"])
                 if row is not None and not row.final:
                     if payload["type"] == "target_started":

@@ -85,7 +85,7 @@ class Results:
                             target_id=tid, job_id=job.id, source_url=item["source_url"], page=item["page"],
                             position=item["position"], data=json.dumps(item["data"]),
                         ))
-                ended = t.get("status") in ("completed", "failed", "cancelled")
+                ended = t.get("status") in ("completed", "failed", "cancelled", "skipped")
                 try:
                     await asyncio.to_thread(self._replace, job, tid, rows, ended)
                 except IntegrityError:  # another process ingested the same rows (same ids) at the same moment: again, after it

@@ -30,6 +30,8 @@ class ProjectConfig(_Body):
     max_reviews_per_target: int | None = Field(None, ge=1, le=1000, description="the original's name for max_results_per_target")
     daily_job_limit: int | None = Field(None, ge=1, description="jobs per project per day (default 500)")
     rate_limit_delay: float | None = Field(None, ge=0, le=60, description="seconds between page loads on one domain (default 1.0)")
+    respect_robots_txt: bool | None = Field(None, description="skip target URLs and next pages the site's robots.txt disallows for "
+                                            "Sojourn (default false); a skipped target has status `skipped`")
 
     def values(self) -> dict[str, Any]:
         data = self.model_dump(exclude_none=True)

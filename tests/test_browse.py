@@ -386,7 +386,9 @@ async def test_a_failing_action_names_the_step_and_action(site):
     )
     assert err["code"] == "TIMEOUT"
     assert "page.click('#missing'" in err["message"]
-    assert manifest.error["details"] == {"step": 0, "action": "page.click('#missing', {timeout: 300})"}
+    details = dict(manifest.error["details"])
+    assert details.pop("failureSnapshot")["url"] == site.url("/buttons")  # the page it failed on, kept
+    assert details == {"step": 0, "action": "page.click('#missing', {timeout: 300})"}
     assert manifest.status == "failed"
 
 

@@ -26,6 +26,7 @@ from sojourn.services.jobs import JobService
 from sojourn.services.metrics import Metrics
 from sojourn.services.outcomes import Outcomes
 from sojourn.services.pressure import Pressure
+from sojourn.services.profiles import ProfileService
 from sojourn.services.principals import ensure_admin_key
 from sojourn.services.scrape import ScrapeService
 from sojourn.services.stats import Stats
@@ -56,6 +57,7 @@ class Parts:
     fastlane: FastlaneService
     runner: Runner
     pressure: Pressure
+    profiles: ProfileService
 
 
 @asynccontextmanager
@@ -71,6 +73,7 @@ async def running(settings: Settings, renderer: Callable[[JobService], Callable[
     try:
         async with get_client(httpx_settings=PREFECT_HTTP) as client, get_client(httpx_settings=PREFECT_HTTP) as dispatch_client:
             jobs = JobService(settings, client, hub, ArtifactStore.from_settings(settings), dispatch_client=dispatch_client)
+            jobs.profiles = profiles = ProfileService(settings, jobs.store)
             await jobs.start()
             stats = Stats(client, settings.work_pool, jobs.ledger)
             metrics = Metrics(stats, stale_after=max(3 * settings.worker_heartbeat_seconds, 15), reads=jobs.reads, waiting=jobs.waiting.get,
@@ -87,7 +90,7 @@ async def running(settings: Settings, renderer: Callable[[JobService], Callable[
                             leases=Leases(settings.database_location, settings.service_lease_seconds), registry=registry)
             await runner.start()
             try:
-                yield Parts(settings, hub, jobs, stats, metrics, webhooks, batches, outcomes, scrape, te, fastlane, runner, pressure)
+                yield Parts(settings, hub, jobs, stats, metrics, webhooks, batches, outcomes, scrape, te, fastlane, runner, pressure, profiles)
             finally:
                 await runner.stop()
     finally:

@@ -134,6 +134,11 @@ class ScreenshotOptions(_Model):
     full_page: bool = True
 
 
+class ProfileRef(_Model):
+    id: str = Field(max_length=40)
+    version: int = Field(ge=1)
+
+
 class HarOptions(_Model):
     content: Literal["omit", "embed", "attach"] = Field(
         "embed", description="response bodies: left out, embedded in the HAR, or attached beside it (the HAR is then a zip)")
@@ -234,6 +239,9 @@ class JobSpec(_Model):
     url_allow: list[str] = Field(default_factory=list, max_length=200, description="host patterns every request of the job must match (example.com, *.example.com, 10.0.0.0/8); empty: the server's URL policy only. An API key's allow-list replaces it.")
     webhooks: list[Webhook] = Field(default_factory=list, max_length=20)
     hosts: dict[str, str] = Field(default_factory=dict, description="hostname → IP address the browser connects to for it (like /etc/hosts; at most 50), within the URL policy: it is checked on the hostname and on the address")
+    profile: str | None = Field(None, max_length=100, description="a saved profile of yours (POST /api/v1/profiles): the job's fresh context starts from its cookies and storage")
+    save_profile: bool = Field(False, description="when the job succeeds, its context's state becomes the profile's next version (refused with PROFILE_CONFLICT if another save came first)")
+    profile_ref: ProfileRef | None = Field(None, description="set by the server from `profile` (the profile's id and version); a value sent is replaced")
 
     @field_validator("hosts")
     @classmethod
@@ -258,6 +266,8 @@ class JobSpec(_Model):
             raise ValueError(f"timeout: at most {s.max_job_timeout:g} seconds")
         if self.retries > s.max_retries:
             raise ValueError(f"retries: at most {s.max_retries}")
+        if self.save_profile and not self.profile:
+            raise ValueError("saveProfile: name the profile to save to in `profile`")
         for name, value in self.headers.items():
             if len(name) > 256 or len(value) > 8192:
                 raise ValueError(f"headers: {name[:40]!r} is too long (names 256, values 8192 characters)")

@@ -91,6 +91,7 @@ PAGES: dict[str, bytes] = {
         <tr class=row><td class=name>Gadget</td><td class=price data-cents=2999>$29.99</td></tr></table>
         <a class=link href=/a>A</a><a class=link href=/b>B</a>""",
     ),
+    "/login": page("Log in", "<form action=/do-login><input id=user name=user><button id=go>Log in</button></form>"),
     "/painted": page("Painted", "<div style='position:fixed;inset:0;background:#e0452b'></div><h1 id=painted style='position:relative'>Painted red</h1>"),
     "/pdf": page("PDF source", "<h1>Printable heading</h1><p>The quick brown fox jumps over the lazy dog.</p>"),
     "/long": page("Long", "<div style='height:3000px;background:linear-gradient(#fff,#00f)'>top</div><p>bottom</p>"),
@@ -159,6 +160,15 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/set-cookie":
             name, value = q("name", "session"), q("value", "abc")
             return self._send(200, page("Cookie set", f"<p id=set>{html.escape(name)}</p>"), headers={"Set-Cookie": f"{name}={value}; Path=/"})
+        if path == "/do-login":  # the login form's target: a session cookie, and the name in localStorage too
+            user = html.escape(q("user"))
+            script = f"<script>localStorage.setItem('member', '{user}')</script>"
+            return self._send(200, page("Logged in", f"<p id=done>Hello {user}</p>{script}"), headers={"Set-Cookie": f"member={user}; Path=/"})
+        if path == "/members":  # a members-only page: who the session cookie says, and what localStorage says
+            who = cookies.get("member")
+            body = f"<p id=welcome>Welcome, {html.escape(who)}</p>" if who else "<p id=welcome>Please log in</p>"
+            return self._send(200, page("Members", body + "<p id=stored></p><script>document.getElementById('stored').textContent = "
+                                                          "localStorage.getItem('member') || 'nothing stored'</script>"))
         if path == "/redirect":
             return self._send(302, b"", headers={"Location": q("to", "/")})
         if path == "/submitted":

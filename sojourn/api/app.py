@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None, *, services: bool = True) -> Fa
             st.parts = parts
             st.jobs, st.hub, st.stats, st.metrics, st.webhooks, st.batches = parts.jobs, parts.hub, parts.stats, parts.metrics, parts.webhooks, parts.batches
             st.scrape, st.taskengine, st.fastlane, st.runner, st.pressure = parts.scrape, parts.taskengine, parts.fastlane, parts.runner, parts.pressure
+            st.profiles = parts.profiles
             yield
 
     app = FastAPI(

@@ -39,6 +39,7 @@ from sojourn.spec import JobSpec, spec_errors
 from sojourn.tags import tag_values
 from sojourn.tasks.capture import capture
 from sojourn.tasks.failure_snapshot import snapshot_failure
+from sojourn.tasks.profile_state import leave_state, load_state
 from sojourn.tasks.job import JobRun
 from sojourn.tasks.step import run_step, step_label
 from sojourn.ui import publish_to_ui
@@ -134,9 +135,10 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
         progress.start(step_label(0, spec.steps[0]) if spec.steps else "Starting")
         async with asyncio.timeout(spec.effective_timeout):
             har = spec.capture.har_options
+            saved_state = {"storage_state": await load_state(store, spec.profile_ref)} if spec.profile_ref else {}
             async with pool.context(
                 spec.browser, video=spec.capture.video, trace=spec.capture.trace, har=har.content if har else None, policy=policy,
-                **context_options(spec),
+                **context_options(spec), **saved_state,
             ) as handle:
                 run.session = JobSession(handle.context, handle.page, step_timeout=settings.default_step_timeout, policy=policy, headers=spec.headers)
                 if spec.cookies:
@@ -149,6 +151,8 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
                     if final_work:
                         await progress.update(done=len(spec.steps), current="Capturing")
                         await capture(run)
+                    if spec.save_profile and spec.profile_ref:
+                        await leave_state(store, spec.profile_ref, job_id, handle.context)
                 except Exception:
                     if spec.capture.on_failure and not _browser_died(handle):  # the page as it was, while it is open
                         snapshot = await snapshot_failure(run, handle.page, min(len(run.steps), len(spec.steps) - 1))

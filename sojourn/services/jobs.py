@@ -57,7 +57,7 @@ from sojourn.services.stale_while_revalidate import Refreshed
 from sojourn.services.retention_policy import RetentionPolicy
 from sojourn.services.job_view import FINAL, FINAL_EVENTS, HELD, PRIORITIES, STATE_TYPES_FOR_STATUS, JobView
 from sojourn.settings import Settings
-from sojourn.spec import JobSpec
+from sojourn.spec import JobSpec, ProfileRef
 from sojourn.store import refusals
 from sojourn.store.db import session
 from sojourn.store.jobs import Job
@@ -145,6 +145,7 @@ class JobService:
         self.ledger = Ledger(settings.database_location)
         self.deployments: dict[str, UUID] = {}
         # Flow runs are created with connections of their own: dispatching never queues behind reads.
+        self.profiles: Any = None  # the ProfileService, when profiles are served (sojourn.assembly sets it)
         self.dispatcher = Dispatcher(self.ledger, dispatch_client or client, lambda: self.deployments, lease=settings.dispatch_lease_seconds)
         # A final job never changes: its view is served from memory after the first read.
         self._final: OrderedDict[str, JobView] = OrderedDict()
@@ -188,6 +189,7 @@ class JobService:
         """Accept jobs, all or none: they are in the ledger when this returns. Held ones wait for :meth:`release`."""
         jobs = [dataclasses.replace(j, spec=self.within_allow_list(j.spec, principal)) if principal.url_allow and isinstance(j.spec, JobSpec) else j
                 for j in jobs]
+        jobs = [await self._with_profile(j, principal) if isinstance(j.spec, JobSpec) and (j.spec.profile or j.spec.profile_ref) else j for j in jobs]
         await self._check_queue_room(len(jobs))
         rows = [
             Job(
@@ -284,6 +286,22 @@ class JobService:
                 f"The job queue is full ({queued} jobs waiting, limit {self.settings.max_queued_jobs}); try again later.",
                 {"queued": queued, "limit": self.settings.max_queued_jobs}, headers={"Retry-After": "5"},
             )
+
+    async def _with_profile(self, job: NewJob, principal: Principal) -> NewJob:
+        """The job's profile reference, from the principal's own profile of that name (a reference sent is dropped);
+        a job that saves to it is tagged, so that its end is handled (``services/profiles.py``)."""
+        spec = job.spec
+        assert isinstance(spec, JobSpec)
+        if not spec.profile:
+            return dataclasses.replace(job, spec=spec.model_copy(update={"profile_ref": None}))
+        if self.profiles is None:
+            raise ServiceError(400, "INVALID_INPUT", "Invalid field `profile`: profiles are not available here", {"field": "profile"})
+        try:
+            ref = await asyncio.to_thread(self.profiles.reference, principal.name, spec.profile)
+        except ServiceError:
+            raise ServiceError(400, "INVALID_INPUT", f"Invalid field `profile`: you have no profile named '{spec.profile}'", {"field": "profile"}) from None
+        labels = {**job.labels, "saves-profile": ""} if spec.save_profile else job.labels
+        return dataclasses.replace(job, spec=spec.model_copy(update={"profile_ref": ProfileRef(**ref)}), labels=labels)
 
     def _record_refusal(self, jobs: int) -> None:
         with session(self.settings.database_location) as db:

@@ -41,6 +41,7 @@ from sojourn.store.webhooks import Webhook
 
 log = logging.getLogger(__name__)
 
+SAVES_PROFILE = "saves-profile"  # the tag of a job whose end applies a profile save (services/profiles.py)
 EVENT_FOR_STATUS = {"completed": "job.completed", "failed": "job.failed", "cancelled": "job.cancelled"}
 SWEEP_SECONDS = 60.0
 MARGIN = timedelta(minutes=5)
@@ -85,7 +86,7 @@ class Outcomes:
         """A job's final event (the ``outcomes`` service): the webhook deliveries it owes and its batch settled; the
         job is read back only for an owner with webhooks or a job in a batch."""
         owner = next(iter(tag_values(item["tags"], "owner")), None)
-        if (owner is not None and await self.webhooks.has_webhooks(owner)) or tag_values(item["tags"], "batch"):
+        if (owner is not None and await self.webhooks.has_webhooks(owner)) or tag_values(item["tags"], "batch") or SAVES_PROFILE in item["tags"]:
             await self.job_ended(item["job_id"], live=True)
 
     async def job_ended(self, job_id: str, *, live: bool, run: FlowRun | None = None, row: Job | None = None) -> None:
@@ -95,6 +96,9 @@ class Outcomes:
         view = await self.svc.read(row, run, with_progress=False)
         if not view.final:
             return
+        ref = view.spec.get("profile_ref") if view.spec.get("save_profile") else None
+        if ref and view.status == "completed" and self.svc.profiles is not None:
+            await self.svc.profiles.apply_save(view.id, ref)  # before the webhook, whose body tells how the save went
         event = EVENT_FOR_STATUS.get(view.status)
         if event:
             self.webhooks.enqueue(view.owner, view.id, event, await self.render(view), ended_at=view.ended_at)
@@ -111,10 +115,10 @@ class Outcomes:
             owners = sorted({w.owner for w in db.exec(select(Webhook))})
         since = aware(mark.value) - MARGIN if mark else started - MARGIN  # type: ignore[operator]
         handled = 0
-        if owners:
-            for owner in owners:
+        if owners or self.svc.profiles is not None:
+            for tags in [[owner_tag(owner)] for owner in owners] + [[SAVES_PROFILE]]:
                 flt = FlowRunFilter(
-                    tags=FlowRunFilterTags(all_=["sojourn", owner_tag(owner)]),
+                    tags=FlowRunFilterTags(all_=["sojourn", *tags]),
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED])),
                     end_time=FlowRunFilterEndTime(after_=since),
                 )

@@ -11,7 +11,7 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from sojourn.settings import get_settings
 from sojourn.store import schema
-from sojourn.store import batches, deliveries, fastlane, jobs, keys, leases, refusals, scrape, taskengine, templates, watermarks, webhooks  # noqa: F401  (registers the tables)
+from sojourn.store import batches, deliveries, fastlane, jobs, keys, leases, profiles, refusals, scrape, taskengine, templates, watermarks, webhooks  # noqa: F401  (registers the tables)
 
 T = TypeVar("T", bound=SQLModel)
 

@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter
 
-from sojourn.api.dialects.native import batches, jobs, keys, streams, system, templates, webhooks
+from sojourn.api.dialects.native import batches, jobs, keys, profiles, streams, system, templates, webhooks
 
 router = APIRouter()
 # Batch routes first: `/jobs/batch` must not be read as a job id.
-for module in (batches, jobs, streams, templates, webhooks, system, keys):
+for module in (batches, jobs, streams, templates, webhooks, profiles, system, keys):
     router.include_router(module.router)

@@ -6,6 +6,7 @@ the documented response.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from datetime import date, datetime, time, timezone
@@ -157,8 +158,29 @@ async def image_data_url(svc: JobService, view: JobView) -> str | None:
 def renderer(svc: JobService) -> Callable[[JobView], Awaitable[dict[str, Any]]]:
     """render_job with what it needs read from the artifact store (the image of an image job)."""
     async def render(view: JobView) -> dict[str, Any]:
-        return render_job(view, image=await image_data_url(svc, view))
+        out = render_job(view, image=await image_data_url(svc, view))
+        if view.spec.get("profile"):
+            out["profile"] = await profile_of(svc, view)
+        return out
     return render
+
+
+async def profile_of(svc: JobService, view: JobView) -> dict[str, Any]:
+    """The profile a job started from and, for a job that saves, how its save went (``saved`` null: not decided yet)."""
+    ref = view.spec.get("profile_ref") or {}
+    out: dict[str, Any] = {"name": view.spec.get("profile"), "startedFromVersion": ref.get("version")}
+    if view.spec.get("save_profile"):
+        decided = await asyncio.to_thread(svc.profiles.outcome, view.id) if svc.profiles is not None else None
+        if decided is not None:
+            out.update(saved=decided.saved, version=decided.version)
+            if decided.error:
+                code, _, message = decided.error.partition(": ")
+                out["error"] = {"code": code, "message": message}
+        elif view.final and view.status != "completed":
+            out.update(saved=False, error={"code": "PROFILE_NOT_SAVED", "message": f"the job {view.status}; only a completed job saves"})
+        else:
+            out["saved"] = None
+    return out
 
 
 def render_job(view: JobView, *, image: str | None = None) -> dict[str, Any]:

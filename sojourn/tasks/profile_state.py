@@ -1,0 +1,35 @@
+"""A job's side of profiles (:mod:`sojourn.services.profiles`): start from a saved state, leave the new one behind.
+
+The job carries a reference (profile id and version), never the state: the state is read here, encrypted, from the
+artifact store and decrypted with the server's secret (workers share SOJOURN_SECRET_KEY with the API), and given to
+Playwright as the context's ``storage_state``. A job that saves leaves its context's state, encrypted, for the API
+to apply when it handles the job's end.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sojourn.blocks.artifact_store import ArtifactStore
+from sojourn.job_errors import ErrorCode, JobError
+from sojourn.local_secrets import fernet
+from sojourn.profile_paths import save_path, snapshot_path
+from sojourn.settings import get_settings
+from sojourn.spec import ProfileRef
+
+
+async def load_state(store: ArtifactStore, ref: ProfileRef) -> dict[str, Any]:
+    try:
+        sealed = await store.read_bytes(snapshot_path(ref.id, ref.version))
+    except FileNotFoundError:
+        raise JobError(ErrorCode.INVALID_INPUT, "the job's profile was deleted before the job started") from None
+    return json.loads(fernet(get_settings()).decrypt(sealed))  # type: ignore[no-any-return]
+
+
+async def leave_state(store: ArtifactStore, ref: ProfileRef, job_id: str, context: Any) -> None:
+    try:
+        state = await context.storage_state(indexed_db=True)
+    except Exception:  # a browser that cannot save IndexedDB still saves cookies and localStorage
+        state = await context.storage_state()
+    await store.write_bytes(save_path(ref.id, job_id), fernet(get_settings()).encrypt(json.dumps(state).encode()))

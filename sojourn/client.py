@@ -29,9 +29,9 @@ from urllib.parse import quote
 
 import httpx
 
-from sojourn.client_models import Answer, ApiKey, Batch, Job, JobRef, Retried, Screenshot, SystemStatus, Template, Webhook
+from sojourn.client_models import Answer, ApiKey, Batch, Job, JobRef, Profile, Retried, Screenshot, SystemStatus, Template, Webhook
 
-__all__ = ["Sojourn", "AsyncSojourn", "SojournError", "Answer", "ApiKey", "Batch", "Job", "JobRef", "Retried", "Screenshot", "SystemStatus",
+__all__ = ["Sojourn", "AsyncSojourn", "SojournError", "Answer", "ApiKey", "Batch", "Job", "JobRef", "Profile", "Retried", "Screenshot", "SystemStatus",
            "Template", "Webhook"]
 
 FINAL = ("completed", "failed", "cancelled")
@@ -262,6 +262,20 @@ class Sojourn(_Common):
         """The system status (``GET /system/status``): workers, queue, services."""
         return SystemStatus.model_validate(self._call("GET", "/system/status").json())
 
+    # -------------------------------------------------------------- profiles
+    def create_profile(self, name: str, storage_state: dict[str, Any] | None = None) -> Profile:
+        body = {"name": name, **({"storageState": storage_state} if storage_state is not None else {})}
+        return Profile.model_validate(self._call("POST", "/profiles", json=body, retry=False).json())
+
+    def profiles(self) -> list[Profile]:
+        return [Profile.model_validate(p) for p in self._call("GET", "/profiles").json()["profiles"]]
+
+    def profile(self, name: str) -> Profile:
+        return Profile.model_validate(self._call("GET", f"/profiles/{name}").json())
+
+    def delete_profile(self, name: str) -> None:
+        self._call("DELETE", f"/profiles/{name}")
+
     # -------------------------------------------------------------- keys (admin)
     def create_key(self, name: str, *, principal: str | None = None, scopes: list[str] | None = None, **more: Any) -> ApiKey:
         body = {"name": name, **({"principal": principal} if principal else {}), **({"scopes": scopes} if scopes else {}), **more}
@@ -417,6 +431,20 @@ class AsyncSojourn(_Common):
     async def status(self) -> SystemStatus:
         """The system status (``GET /system/status``): workers, queue, services."""
         return SystemStatus.model_validate((await self._call("GET", "/system/status")).json())
+
+    # -------------------------------------------------------------- profiles
+    async def create_profile(self, name: str, storage_state: dict[str, Any] | None = None) -> Profile:
+        body = {"name": name, **({"storageState": storage_state} if storage_state is not None else {})}
+        return Profile.model_validate((await self._call("POST", "/profiles", json=body, retry=False)).json())
+
+    async def profiles(self) -> list[Profile]:
+        return [Profile.model_validate(p) for p in (await self._call("GET", "/profiles")).json()["profiles"]]
+
+    async def profile(self, name: str) -> Profile:
+        return Profile.model_validate((await self._call("GET", f"/profiles/{name}")).json())
+
+    async def delete_profile(self, name: str) -> None:
+        await self._call("DELETE", f"/profiles/{name}")
 
     # -------------------------------------------------------------- keys (admin)
     async def create_key(self, name: str, *, principal: str | None = None, scopes: list[str] | None = None, **more: Any) -> ApiKey:

@@ -126,6 +126,15 @@ class Webhook(Answer):
     events: list[str] = Field(default_factory=list)
 
 
+class Profile(Answer):
+    """A saved browser session: its version and what it holds (counts and domains, never a value)."""
+    name: str
+    version: int
+    cookies: int = 0
+    domains: list[str] = Field(default_factory=list)
+    origins: list[str] = Field(default_factory=list)
+
+
 class ApiKey(Answer):
     """A key as the admin sees it; ``key`` (the secret) only in the answer that made it."""
     id: str

@@ -23,7 +23,7 @@ def members(site) -> list:
 
 def ended_with_save(http: httpx.Client, job_id: str) -> dict:
     """The job once it ended and its save was decided."""
-    job = wait_for(http, job_id)
+    wait_for(http, job_id)
     return until(f"job {job_id}'s save decided", lambda: (j := http.get(f"/api/v1/jobs/{job_id}").json())["profile"]["saved"] is not None and j,
                  timeout=30)
 
@@ -38,8 +38,11 @@ def seen_by(http: httpx.Client, site, profile: str | None = None, **extra) -> di
 
 def test_a_login_saved_once_is_reused_and_kept_to_its_owner(stack, site):
     with stack.client(new_key(stack)) as http, stack.client(new_key(stack)) as other:
-        r = http.post("/api/v1/profiles", json={"name": "shop"})
-        assert r.status_code == 201 and r.json()["version"] == 1 and r.json()["cookies"] == 0, r.text
+        from sojourn.client import Sojourn
+
+        with Sojourn(stack.base, http.headers["X-API-Key"]) as client:  # the Python client's way in
+            made = client.create_profile("shop")
+            assert (made.name, made.version, made.cookies) == ("shop", 1, 0) and [p.name for p in client.profiles()] == ["shop"]
         assert http.post("/api/v1/profiles", json={"name": "shop"}).json()["error"]["code"] == "PROFILE_EXISTS"
         assert http.post("/api/v1/profiles", json={"name": "../x"}).status_code == 400
 

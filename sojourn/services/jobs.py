@@ -144,8 +144,8 @@ class JobService:
         self.store = store
         self.ledger = Ledger(settings.database_location)
         self.deployments: dict[str, UUID] = {}
-        # Flow runs are created with connections of their own: dispatching never queues behind reads.
         self.profiles: Any = None  # the ProfileService, when profiles are served (sojourn.assembly sets it)
+        # Flow runs are created with connections of their own: dispatching never queues behind reads.
         self.dispatcher = Dispatcher(self.ledger, dispatch_client or client, lambda: self.deployments, lease=settings.dispatch_lease_seconds)
         # A final job never changes: its view is served from memory after the first read.
         self._final: OrderedDict[str, JobView] = OrderedDict()

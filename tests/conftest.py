@@ -92,6 +92,28 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))
 
 
+_SECONDS_BY_FILE: dict[str, float] = {}
+_SECONDS_BY_WORKER: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Where the suite's time goes, per file and per xdist worker (printed at the end, with --durations)."""
+    name = report.nodeid.split("::", 1)[0]
+    _SECONDS_BY_FILE[name] = _SECONDS_BY_FILE.get(name, 0.0) + report.duration
+    gateway = getattr(getattr(report, "node", None), "gateway", None)
+    worker = getattr(gateway, "id", "main")
+    _SECONDS_BY_WORKER[worker] = _SECONDS_BY_WORKER.get(worker, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _SECONDS_BY_FILE:
+        return
+    terminalreporter.section("seconds per file (setup + call + teardown), and per worker")
+    for name, seconds in sorted(_SECONDS_BY_FILE.items(), key=lambda kv: -kv[1])[:15]:
+        terminalreporter.write_line(f"{seconds:8.1f}s {name}")
+    terminalreporter.write_line("  ".join(f"{w}: {s:.0f}s" for w, s in sorted(_SECONDS_BY_WORKER.items())))
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Nothing the tests started outlives them, whatever a test did (each test also stops its own)."""
     left = processes.stop_all()

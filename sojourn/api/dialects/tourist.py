@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sojourn.api.dialects.mounted import Config, main_state
 from sojourn.services import visit_tokens
 from sojourn.services.principals import Principal
 from sojourn.services.service_error import ServiceError
@@ -158,15 +159,10 @@ def requested_urls(steps: list[dict[str, Any]]) -> list[str]:
 
 
 async def jobs_of(request: Request) -> JobService:
-    return request.app.state.main.state.jobs  # type: ignore[no-any-return]
-
-
-async def settings_of(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return main_state(request).jobs  # type: ignore[no-any-return]
 
 
 Jobs = Annotated[JobService, Depends(jobs_of)]
-Config = Annotated[Settings, Depends(settings_of)]
 
 
 def authorize(request: Request, settings: Settings, urls: list[str]) -> None:

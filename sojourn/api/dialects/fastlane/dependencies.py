@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request, WebSocket
 from starlette.requests import HTTPConnection
 
+from sojourn.api.dialects.mounted import Config, main_state
 from sojourn.services.fastlane import FastlaneService
 from sojourn.services.principals import Principal
 from sojourn.services.service_error import ServiceError
@@ -27,7 +28,7 @@ def who(conn: HTTPConnection, scope: str) -> Principal:
     settings: Settings = conn.app.state.settings
     if not settings.fastlane_auth:
         return OPEN
-    auth: Any = conn.app.state.main.state.auth
+    auth: Any = main_state(conn).auth
     header = conn.headers.get("authorization", "")
     if header.lower().startswith("basic "):
         try:
@@ -49,11 +50,7 @@ async def main_app(conn: HTTPConnection) -> FastAPI:
 
 
 async def fastlane_service(conn: HTTPConnection) -> FastlaneService:
-    return conn.app.state.main.state.fastlane  # type: ignore[no-any-return]
-
-
-async def dialect_settings(conn: HTTPConnection) -> Settings:
-    return conn.app.state.settings  # type: ignore[no-any-return]
+    return main_state(conn).fastlane  # type: ignore[no-any-return]
 
 
 async def reader(request: Request) -> Principal:
@@ -74,7 +71,7 @@ async def ws_reader(websocket: WebSocket) -> Principal | None:
 
 MainApp = Annotated[FastAPI, Depends(main_app)]
 Service = Annotated[FastlaneService, Depends(fastlane_service)]
-DialectSettings = Annotated[Settings, Depends(dialect_settings)]
+DialectSettings = Config
 Reader = Annotated[Principal, Depends(reader)]
 Writer = Annotated[Principal, Depends(writer)]
 WsReader = Annotated[Principal | None, Depends(ws_reader)]

@@ -11,20 +11,15 @@ has started, the scrape service.
 from typing import Annotated, Any, Awaitable, Callable, TypeVar
 
 from fastapi import Depends
-from starlette.datastructures import State
 from starlette.requests import HTTPConnection
 
+from sojourn.api.dialects.mounted import Config, main_state
 from sojourn.services.principals import Principal
 from sojourn.services.scrape import ScrapeService
 from sojourn.services.scrape.catalog import Catalog
 from sojourn.services.service_error import ServiceError
-from sojourn.settings import Settings
 
 T = TypeVar("T")
-
-
-def main_state(conn: HTTPConnection) -> State:
-    return conn.app.state.main.state
 
 
 def running(conn: HTTPConnection) -> ScrapeService | None:
@@ -54,11 +49,7 @@ async def writer(conn: HTTPConnection) -> Principal:
     return main_state(conn).auth.authenticate(conn, "jobs:write")
 
 
-async def dialect_settings(conn: HTTPConnection) -> Settings:
-    return conn.app.state.settings
-
-
-async def catalog(settings: Annotated[Settings, Depends(dialect_settings)]) -> Catalog:
+async def catalog(settings: Config) -> Catalog:
     return Catalog(settings)
 
 

@@ -13,25 +13,20 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from sojourn.api.auth import presented_key
+from sojourn.api.dialects.mounted import main_state
 from sojourn.api.dialects.taskengine.error_handlers import UNAUTHORISED, TEError
 from sojourn.api.dialects.taskengine.requests import Body, JobBody
 from sojourn.services.principals import Principal
 from sojourn.services.taskengine import TaskEngine
-from sojourn.settings import Settings
 
 TENANT_SCOPES = frozenset({"jobs:read", "jobs:write"})
 
 
 async def taskengine_of(request: Request) -> TaskEngine:
-    return request.app.state.main.state.taskengine  # type: ignore[no-any-return]
-
-
-async def settings_of(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return main_state(request).taskengine  # type: ignore[no-any-return]
 
 
 TE = Annotated[TaskEngine, Depends(taskengine_of)]
-Config = Annotated[Settings, Depends(settings_of)]
 
 
 # ------------------------------------------------------------------ the caller
@@ -45,7 +40,7 @@ def authenticate(request: Request, body: dict[str, Any] | None = None, write: bo
     """``client`` + ``api-key``: the key must be valid and belong to the client it names (the admin key may
     name any client). Without a ``client`` the key's own principal is the client."""
     key = key_of(request)
-    principal = request.app.state.main.state.auth.lookup(key) if key else None
+    principal = main_state(request).auth.lookup(key) if key else None
     if principal is None or not principal.can("jobs:write" if write else "jobs:read") or (admin and not principal.is_admin):
         raise TEError(401, UNAUTHORISED)
     client = request.headers.get("client") or (body or {}).get("client")

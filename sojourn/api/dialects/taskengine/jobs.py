@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from sojourn.api.dialects.taskengine.dependencies import TE, BodyWriter, Config, Submitter, Viewer, Writer, writer
+from sojourn.api.dialects.mounted import Config
+from sojourn.api.dialects.taskengine.dependencies import TE, BodyWriter, Submitter, Viewer, Writer, writer
 from sojourn.api.dialects.taskengine.error_handlers import TEError
 from sojourn.api.dialects.taskengine.render import iso, render, result_of
 from sojourn.api.dialects.taskengine.requests import Body, JobBody, JobChanges, JobId, JobsQuery, Submission

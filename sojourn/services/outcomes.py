@@ -18,6 +18,7 @@ Webhook deliveries have stable ids, so handling one ending twice is harmless.
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
@@ -25,6 +26,7 @@ from typing import Any, Awaitable, Callable
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterEndTime, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import ObjectNotFound
 from sqlmodel import select
 
 from sojourn.services.batches import BatchService
@@ -87,14 +89,26 @@ class Outcomes:
         job is read back only for an owner with webhooks or a job in a batch."""
         owner = next(iter(tag_values(item["tags"], "owner")), None)
         if (owner is not None and await self.webhooks.has_webhooks(owner)) or tag_values(item["tags"], "batch") or SAVES_PROFILE in item["tags"]:
-            await self.job_ended(item["job_id"], live=True)
+            rid = str(item["resource"].get("prefect.resource.id") or "")
+            await self.job_ended(item["job_id"], live=True, run_id=rid.removeprefix("prefect.flow-run.") if rid.startswith("prefect.flow-run.") else None)
 
-    async def job_ended(self, job_id: str, *, live: bool, run: FlowRun | None = None, row: Job | None = None) -> None:
+    async def job_ended(self, job_id: str, *, live: bool, run: FlowRun | None = None, row: Job | None = None, run_id: str | None = None) -> None:
         row = row or await self.svc.ledger.get(job_id)
         if row is None:
             return  # a run started some other way: not a job of this API
+        if run is None and row.flow_run_id is None and run_id is not None:
+            # A short job can end before its dispatcher has recorded the run it made (a busy ledger): the final event
+            # names the run, so read that one. (Reading the row alone, the job looked unstarted and its webhook
+            # waited for the next sweep, a minute later.)
+            try:
+                run = await self.svc.client.read_flow_run(UUID(run_id))
+            except ObjectNotFound:
+                run = None
         view = await self.svc.read(row, run, with_progress=False)
         if not view.final:
+            if live:  # told by a final event: left to the sweep, and said, since its webhooks wait a minute
+                log.warning("job %s ended, but reads as %s (run %s): its webhooks wait for the outcome sweep", job_id, view.state,
+                            row.flow_run_id or run_id)
             return
         ref = view.spec.get("profile_ref") if view.spec.get("save_profile") else None
         if ref and view.status == "completed" and self.svc.profiles is not None:

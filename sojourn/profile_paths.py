@@ -6,6 +6,11 @@ def snapshot_path(profile_id: str, version: int) -> str:
     return f"profiles/{profile_id}/v{version}.enc"
 
 
+def current_path(profile_id: str) -> str:
+    """The state of the profile's current version (what a scheduled scrape job, made before the latest save, reads)."""
+    return f"profiles/{profile_id}/current.enc"
+
+
 def save_path(profile_id: str, job_id: str) -> str:
     """The state a saving job left, until the API applies (or refuses) it."""
     return f"profiles/{profile_id}/saves/{job_id}.enc"

@@ -9,6 +9,7 @@ import uuid
 import httpx
 
 from tests.helpers import until
+from tests.test_scrape import wait_final
 from tests.test_native_api import new_key
 from tests.test_runtime import submit, wait_for
 
@@ -57,6 +58,19 @@ def test_a_login_saved_once_is_reused_and_kept_to_its_owner(stack, site):
         assert (logged_in["welcome"], logged_in["stored"]) == ("Welcome, ziggy", "ziggy")
         fresh = seen_by(http, site)
         assert (fresh["welcome"], fresh["stored"]) == ("Please log in", "nothing stored")  # without it: a fresh context
+
+        # a scrape project that names the profile scrapes the members-only page logged in (each job: the current state)
+        scrape = httpx.Client(base_url=f"{stack.base}/scrape/api/v1", headers={"Authorization": f"Bearer {http.headers['X-API-Key']}"}, timeout=30)
+        pid = scrape.post("/projects", json={"name": "members", "config": {"profile": "shop", "rate_limit_delay": 0}}).json()["id"]
+        assert scrape.post(f"/projects/{pid}/targets", json={"url": site.url("/members")}).status_code == 201
+        scraped = wait_final(scrape, scrape.post(f"/projects/{pid}/jobs").json()["id"])
+        assert scraped["status"] == "completed", scraped
+        (item,) = scrape.get(f"/jobs/{scraped['id']}/results").json()["items"]
+        assert "Welcome, ziggy" in item["data"]["text"], item
+        bad = scrape.post("/projects", json={"name": "nobody's", "config": {"profile": "no-such"}}).json()["id"]
+        assert scrape.post(f"/projects/{bad}/targets", json={"url": site.url("/members")}).status_code == 201
+        refused = scrape.post(f"/projects/{bad}/jobs")
+        assert refused.status_code == 422 and refused.json()["field"] == "config.profile", refused.text  # the dialect's validation error
 
         # another principal can neither read nor use it, not even by its id
         assert other.get("/api/v1/profiles/shop").status_code == 404 and other.get("/api/v1/profiles").json()["total"] == 0

@@ -34,6 +34,7 @@ from sojourn.browser.url_policy import url_host
 from sojourn.job_errors import ErrorCode, JobError
 from sojourn.job_identity import current_job_id
 from sojourn.settings import get_settings
+from sojourn.tasks.profile_state import load_current_state
 from sojourn.tasks.scrape import ScrapeRun, scrape_target
 from sojourn.ui import publish_to_ui
 
@@ -66,7 +67,8 @@ async def execute(job_id: str, spec: dict[str, Any], store: ArtifactStore) -> di
     run: ScrapeRun | None = None
     try:
         pool.require("chromium")
-        async with pool.context("chromium", policy=policy, viewport={"width": 1280, "height": 800}) as handle:
+        saved_state = {"storage_state": await load_current_state(store, spec["profile_id"])} if spec.get("profile_id") else {}
+        async with pool.context("chromium", policy=policy, viewport={"width": 1280, "height": 800}, **saved_state) as handle:
             run = ScrapeRun(job_id, spec, store, handle.context, policy, float(spec.get("page_timeout") or settings.default_step_timeout))
             await run.save_status()
             logger.info("Job started: %d targets", len(targets))

@@ -25,7 +25,7 @@ from sqlmodel import select, update
 
 from sojourn.blocks.artifact_store import ArtifactStore
 from sojourn.local_secrets import fernet
-from sojourn.profile_paths import profile_prefix, save_path, snapshot_path
+from sojourn.profile_paths import current_path, profile_prefix, save_path, snapshot_path
 from sojourn.services.service_error import ServiceError
 from sojourn.settings import Settings
 from sojourn.store.clock import utcnow
@@ -69,12 +69,12 @@ class ProfileService:
         self.box = fernet(settings)
 
     # -------------------------------------------------------------- the API's
-    def _row(self, owner: str, name: str) -> Profile | None:
+    def find(self, owner: str, name: str) -> Profile | None:
         with session(self.settings.database_location) as db:
             return db.exec(select(Profile).where(Profile.owner == owner, Profile.name == name)).first()
 
     def get(self, owner: str, name: str) -> Profile:
-        row = self._row(owner, name)
+        row = self.find(owner, name)
         if row is None:
             raise ServiceError(404, "PROFILE_NOT_FOUND", f"Profile '{name}' not found", {"profile": name})
         return row
@@ -91,6 +91,7 @@ class ProfileService:
         sealed = self.box.encrypt(json.dumps(state).encode()).decode()
         row = Profile(id="prof_" + secrets.token_hex(8), owner=owner, name=name, state_encrypted=sealed, summary=json.dumps(summary_of(state)))
         await self.store.write_bytes(snapshot_path(row.id, 1), sealed.encode())
+        await self.store.write_bytes(current_path(row.id), sealed.encode())
         try:
             await asyncio.to_thread(self._insert, row)
         except IntegrityError:
@@ -144,6 +145,7 @@ class ProfileService:
         outcome = await asyncio.to_thread(self._decide, job_id, pid, base, sealed)
         if outcome.saved and outcome.version:
             await self.store.write_bytes(snapshot_path(pid, outcome.version), sealed.encode())  # type: ignore[union-attr]
+            await self.store.write_bytes(current_path(pid), sealed.encode())  # type: ignore[union-attr]
         try:
             await self.store.delete(save_path(pid, job_id))
         except FileNotFoundError:

@@ -14,7 +14,7 @@ from typing import Any
 from sojourn.blocks.artifact_store import ArtifactStore
 from sojourn.job_errors import ErrorCode, JobError
 from sojourn.local_secrets import fernet
-from sojourn.profile_paths import save_path, snapshot_path
+from sojourn.profile_paths import current_path, save_path, snapshot_path
 from sojourn.settings import get_settings
 from sojourn.spec import ProfileRef
 
@@ -24,6 +24,15 @@ async def load_state(store: ArtifactStore, ref: ProfileRef) -> dict[str, Any]:
         sealed = await store.read_bytes(snapshot_path(ref.id, ref.version))
     except FileNotFoundError:
         raise JobError(ErrorCode.INVALID_INPUT, "the job's profile was deleted before the job started") from None
+    return json.loads(fernet(get_settings()).decrypt(sealed))  # type: ignore[no-any-return]
+
+
+async def load_current_state(store: ArtifactStore, profile_id: str) -> dict[str, Any]:
+    """The profile's current state (scrape projects name a profile, not a version: their jobs read its latest)."""
+    try:
+        sealed = await store.read_bytes(current_path(profile_id))
+    except FileNotFoundError:
+        raise JobError(ErrorCode.INVALID_INPUT, "the project's profile was deleted") from None
     return json.loads(fernet(get_settings()).decrypt(sealed))  # type: ignore[no-any-return]
 
 

@@ -99,7 +99,7 @@ class ScrapeJobs:
                 if await asyncio.to_thread(self.created_today, project_id) >= limit:
                     raise bad_request("RATE_LIMITED", f"Daily job limit exceeded ({limit} jobs per day for this project)", limit=limit)
                 cap = int(max_results or config["max_results_per_target"])
-                spec = self.spec_for(project_id, config, targets, cap, list(principal.url_allow), job=job_id)
+                spec = self.spec_for(project_id, config, targets, cap, list(principal.url_allow), job=job_id, owner=project.owner)
                 labels = {**(labels or {}), "type": "scrape", "project": project_id, "source": source}
                 (view,) = await self.svc.accept(
                     [NewJob(spec=spec, labels=labels, held=held, external_id=job_id, group_id=project_id, kind="scrape", priority=priority)],
@@ -119,7 +119,7 @@ class ScrapeJobs:
         return await self.render(row, view)
 
     def spec_for(self, project_id: str, config: dict[str, Any], targets: list[Any], cap: int | None, url_allow: list[str],
-                 job: str | None = None) -> dict[str, Any]:
+                 job: str | None = None, owner: str | None = None) -> dict[str, Any]:
         """The ``scrape`` flow's parameters["spec"]: the targets' definitions as they are now (a snapshot)."""
         spec = {
             "project_id": project_id, "job": job,
@@ -129,6 +129,11 @@ class ScrapeJobs:
             "parallel_domains": self.settings.scrape_parallel_domains, "url_allow": list(url_allow),
             "respect_robots_txt": bool(config.get("respect_robots_txt")),
         }
+        if config.get("profile") and owner is not None:
+            profile = self.svc.profiles.find(owner, config["profile"]) if self.svc.profiles is not None else None
+            if profile is None:
+                raise invalid("config.profile", f"the project's owner has no profile named '{config['profile']}'")
+            spec["profile_id"] = profile.id  # a reference: each job reads the profile's current state
         if job is None:
             spec.pop("job")
         return spec

@@ -204,7 +204,7 @@ class Schedules(AdoptsTaggedRuns):
     def _spec(self, row: ScrapeSchedule, project: ScrapeProject) -> dict[str, Any]:
         config = self.catalog.project_config(project)
         targets = self.catalog.targets_of(row.project_id)
-        spec = self.jobs.spec_for(row.project_id, config, targets, None, loads(row.url_allow, []))
+        spec = self.jobs.spec_for(row.project_id, config, targets, None, loads(row.url_allow, []), owner=row.owner)
         spec["schedule_id"] = row.id
         return spec
 

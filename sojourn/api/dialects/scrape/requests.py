@@ -32,6 +32,8 @@ class ProjectConfig(_Body):
     rate_limit_delay: float | None = Field(None, ge=0, le=60, description="seconds between page loads on one domain (default 1.0)")
     respect_robots_txt: bool | None = Field(None, description="skip target URLs and next pages the site's robots.txt disallows for "
                                             "Sojourn (default false); a skipped target has status `skipped`")
+    profile: str | None = Field(None, max_length=100, description="a saved profile (native API /api/v1/profiles) of the project's "
+                                "owner: every job's browser starts from its current state (log in once, scrape members-only pages)")
 
     def values(self) -> dict[str, Any]:
         data = self.model_dump(exclude_none=True)

@@ -106,8 +106,9 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not _SECONDS_BY_FILE:
-        return
+    if not _SECONDS_BY_FILE or getattr(terminalreporter, "_sojourn_seconds_shown", False):
+        return  # (once: this module is also imported by name, which registers its hooks a second time)
+    terminalreporter._sojourn_seconds_shown = True
     terminalreporter.section("seconds per file (setup + call + teardown), and per worker")
     for name, seconds in sorted(_SECONDS_BY_FILE.items(), key=lambda kv: -kv[1])[:15]:
         terminalreporter.write_line(f"{seconds:8.1f}s {name}")

@@ -210,7 +210,10 @@ def test_a_stopping_worker_finishes_short_jobs_and_hands_long_ones_back(stack, s
     with stack.client() as http:
         long = submit(http, [{"url": site.url(f"/?t={long_tag}"), "actions": ["page.waitForTimeout(9000)"]}])
         wait_for(http, long, statuses=("processing",), timeout=30)
-        short = submit(http, [{"url": site.url(f"/?t={short_tag}"), "actions": ["page.waitForTimeout(3000)"]}])
+        # Short: 1.5 s of page work, so that with its start and its tail it ends well within the 5 s grace on a loaded
+        # machine (3 s of work left too little: a loaded CI run handed it back), and is still running when the stop
+        # is asked (it is seen processing at its start).
+        short = submit(http, [{"url": site.url(f"/?t={short_tag}"), "actions": ["page.waitForTimeout(1500)"]}])
         wait_for(http, short, statuses=("processing",), timeout=30)
         asked = datetime.now(timezone.utc)
         try:

@@ -15,60 +15,16 @@ held-out pass rate. There is no list of known failures: the failures are the mea
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from dataclasses import dataclass
 
 import pytest
 
-from sojourn.blocks.artifact_store import Manifest
-from sojourn.flows import agent
-from sojourn.settings import configure, get_settings
-from tests.sites_planner import CASES, Case
+from tests.sites_planner import CASES
 from tests.sites_planner_heldout import HELDOUT_CASES, HeldoutSite
+from tests.test_planner_corpus import Outcome, run_all
 
-# the same as the corpus: CI machines have two cores
-CONCURRENCY = 2
 # the whole set runs in the module fixture, i.e. inside the first test's setup: more than pyproject's 300 s per test
 pytestmark = pytest.mark.timeout(1700)
-
-
-@dataclass
-class Outcome:
-    case: Case
-    answer: str | None
-    error: str | None
-    moves: list
-    sent_ok: bool
-    seconds: float
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None and self.case.accepts(self.answer) and self.sent_ok
-
-    @property
-    def why(self) -> str:
-        if self.passed:
-            return ""
-        if self.error:
-            return self.error
-        if not self.case.accepts(self.answer):
-            return f"answered {self.answer!r}, expected {self.case.answer!r}"
-        return f"the site did not receive {self.case.sent}"
-
-
-async def run_case(site: HeldoutSite, case: Case, gate: asyncio.Semaphore) -> Outcome:
-    async with gate:
-        started = time.monotonic()
-        answer, error, moves = None, None, []
-        try:
-            m = Manifest.model_validate(await agent({"kind": "agent", "goal": case.goal.format(u=site.url), "capture": {"moves": False}}))
-            answer, moves = m.answer, m.data.get("moves", [])
-        except Exception as exc:  # the job failed (a crashed renderer included): its error is the outcome
-            error = f"{type(exc).__name__}: {exc}"
-        sent_ok = case.sent is None or site.received(*case.sent)
-        return Outcome(case, answer, error, moves, sent_ok, time.monotonic() - started)
 
 
 def report(outcomes: dict[str, Outcome], site: HeldoutSite | None = None) -> str:
@@ -86,15 +42,8 @@ def report(outcomes: dict[str, Outcome], site: HeldoutSite | None = None) -> str
 
 @pytest.fixture(scope="module")
 async def heldout(pool) -> dict[str, Outcome]:
-    before = get_settings()
-    configure(default_step_timeout=10)  # a wrong click should fail in seconds, not the default 30
-    try:
-        with HeldoutSite() as site:
-            gate = asyncio.Semaphore(CONCURRENCY)
-            done = await asyncio.gather(*(run_case(site, c, gate) for c in HELDOUT_CASES))
-    finally:
-        configure(**{k: v for k, v in before.model_dump().items() if k in before.model_fields_set})
-    outcomes = {o.case.id: o for o in done}
+    with HeldoutSite() as site:  # the corpus's runner, two cases at a time
+        outcomes = await run_all(site, HELDOUT_CASES)
     print("\n" + report(outcomes, site))
     return outcomes
 

@@ -48,6 +48,16 @@ class Outcome:
     def passed(self) -> bool:
         return self.error is None and self.case.accepts(self.answer) and self.sent_ok
 
+    @property
+    def why(self) -> str:
+        if self.passed:
+            return ""
+        if self.error:
+            return self.error
+        if not self.case.accepts(self.answer):
+            return f"answered {self.answer!r}, expected {self.case.answer!r}"
+        return f"the site did not receive {self.case.sent}"
+
 
 async def run_case(site: CorpusSite, case: Case, gate: asyncio.Semaphore) -> Outcome:
     async with gate:
@@ -66,26 +76,28 @@ async def run_case(site: CorpusSite, case: Case, gate: asyncio.Semaphore) -> Out
 def report(outcomes: dict[str, Outcome]) -> str:
     lines = []
     for o in outcomes.values():
-        mark = "PASS" if o.passed else "FAIL"
-        why = "" if o.passed else (o.error or (f"answered {o.answer!r}, expected {o.case.answer!r}" if not o.case.accepts(o.answer) else "") or
-                                   f"the site did not receive {o.case.sent}")
-        lines.append(f"{mark} {o.case.id:32} {o.seconds:5.1f}s {why[:220]}")
+        lines.append(f"{'PASS' if o.passed else 'FAIL'} {o.case.id:32} {o.seconds:5.1f}s {o.why[:220]}")
     passed = sum(o.passed for o in outcomes.values())
     lines.append(f"corpus pass rate: {passed}/{len(outcomes)}")
     return "\n".join(lines)
 
 
-@pytest.fixture(scope="module")
-async def corpus(pool) -> dict[str, Outcome]:
+async def run_all(site: CorpusSite, cases: list[Case]) -> dict[str, Outcome]:
+    """Every case as an agent job, CONCURRENCY at a time, with a short step timeout; outcomes by case id."""
     before = get_settings()
     configure(default_step_timeout=10)  # a wrong click should fail in seconds, not the default 30
     try:
-        with CorpusSite() as site:
-            gate = asyncio.Semaphore(CONCURRENCY)
-            done = await asyncio.gather(*(run_case(site, c, gate) for c in CASES))
+        gate = asyncio.Semaphore(CONCURRENCY)
+        done = await asyncio.gather(*(run_case(site, c, gate) for c in cases))
     finally:
         configure(**{k: v for k, v in before.model_dump().items() if k in before.model_fields_set})
-    outcomes = {o.case.id: o for o in done}
+    return {o.case.id: o for o in done}
+
+
+@pytest.fixture(scope="module")
+async def corpus(pool) -> dict[str, Outcome]:
+    with CorpusSite() as site:
+        outcomes = await run_all(site, CASES)
     print("\n" + report(outcomes))
     return outcomes
 

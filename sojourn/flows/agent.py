@@ -28,7 +28,7 @@ from sojourn.browser.egress import JobPolicy
 from sojourn.browser.pool import get_pool
 from sojourn.browser.session import JobSession
 from sojourn.job_errors import ErrorCode, JobError
-from sojourn.flows.browse import as_spec, close_out, context_options
+from sojourn.flows.browse import _browser_died, as_spec, close_out, context_options
 from sojourn.job_identity import current_job_id
 from sojourn.progress import Progress
 from sojourn.settings import get_settings
@@ -144,7 +144,7 @@ async def execute(job_id: str, spec: JobSpec, store: ArtifactStore) -> Manifest:
                     else:
                         raise JobError(ErrorCode.TIMEOUT, f"the goal was not reached in {settings.agent_max_steps} moves (SOJOURN_AGENT_MAX_STEPS)")
                 except JobError as exc:
-                    if spec.capture.on_failure and handle.context.browser is not None and handle.context.browser.is_connected():
+                    if spec.capture.on_failure and not _browser_died(handle):
                         snapshot = await snapshot_failure(run, handle.page, len(run.steps) + 1)
                         if snapshot:
                             exc.details["failureSnapshot"] = snapshot

@@ -179,9 +179,3 @@ class ProfileService:
                 return db.get(ProfileSave, job_id)  # type: ignore[return-value]
             db.refresh(outcome)
             return outcome
-
-
-def render(row: Profile) -> dict[str, Any]:
-    return {"name": row.name, "version": row.version, **json.loads(row.summary or "{}"),
-            "createdAt": row.created_at.isoformat().replace("+00:00", "Z") if row.created_at else None,
-            "updatedAt": row.updated_at.isoformat().replace("+00:00", "Z") if row.updated_at else None}

@@ -19,21 +19,22 @@ from sojourn.settings import get_settings
 from sojourn.spec import ProfileRef
 
 
-async def load_state(store: ArtifactStore, ref: ProfileRef) -> dict[str, Any]:
+async def _read_state(store: ArtifactStore, path: str, gone: str) -> dict[str, Any]:
     try:
-        sealed = await store.read_bytes(snapshot_path(ref.id, ref.version))
+        sealed = await store.read_bytes(path)
     except FileNotFoundError:
-        raise JobError(ErrorCode.INVALID_INPUT, "the job's profile was deleted before the job started") from None
+        raise JobError(ErrorCode.INVALID_INPUT, gone) from None
     return json.loads(fernet(get_settings()).decrypt(sealed))  # type: ignore[no-any-return]
+
+
+async def load_state(store: ArtifactStore, ref: ProfileRef) -> dict[str, Any]:
+    """The state of the version the job was accepted with."""
+    return await _read_state(store, snapshot_path(ref.id, ref.version), "the job's profile was deleted before the job started")
 
 
 async def load_current_state(store: ArtifactStore, profile_id: str) -> dict[str, Any]:
     """The profile's current state (scrape projects name a profile, not a version: their jobs read its latest)."""
-    try:
-        sealed = await store.read_bytes(current_path(profile_id))
-    except FileNotFoundError:
-        raise JobError(ErrorCode.INVALID_INPUT, "the project's profile was deleted") from None
-    return json.loads(fernet(get_settings()).decrypt(sealed))  # type: ignore[no-any-return]
+    return await _read_state(store, current_path(profile_id), "the project's profile was deleted")
 
 
 async def leave_state(store: ArtifactStore, ref: ProfileRef, job_id: str, context: Any) -> None:

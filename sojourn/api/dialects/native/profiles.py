@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from sojourn.api.dialects.native.jobs import reader, writer
+from sojourn.api.dialects.native.jobs import iso, reader, writer
 from sojourn.services.principals import Principal
-from sojourn.services.profiles import ProfileService, render
+from sojourn.services.profiles import ProfileService
+from sojourn.store.profiles import Profile
 
 router = APIRouter(prefix="/api/v1", tags=["profiles"])
 
@@ -18,6 +20,12 @@ class NewProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="1-100 letters, digits, '.', '_' or '-'; unique among your profiles")
     storageState: dict[str, Any] | None = Field(None, description="to start from: Playwright's storage state ({cookies, origins})")  # noqa: N815
+
+
+def render(row: Profile) -> dict[str, Any]:
+    """A profile as the API shows it: its version and what it holds (``summary``: counts and domains, never a value)."""
+    return {"name": row.name, "version": row.version, **json.loads(row.summary or "{}"), "createdAt": iso(row.created_at),
+            "updatedAt": iso(row.updated_at)}
 
 
 def profiles(request: Request) -> ProfileService:
